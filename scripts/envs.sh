@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Create or update the three Python environments from their lock files.
+# Does nothing for an environment whose lock file has not changed since it was installed.
+#   scripts/envs.sh [app|airflow|tfdv ...]      (default: all three)
+#   scripts/envs.sh --lock                       re-resolve requirements/*.in into *.txt
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+VENV_DIR="${VENV_DIR:-$ROOT/.venvs}"
+PYTHON="${PYTHON:-python3.11}"
+
+ensure_uv() {
+  if command -v uv >/dev/null 2>&1; then UV=uv; return; fi
+  if [ -x "$VENV_DIR/uv/bin/uv" ]; then UV="$VENV_DIR/uv/bin/uv"; return; fi
+  echo "envs: uv not found, installing it into $VENV_DIR/uv" >&2
+  "$PYTHON" -m venv "$VENV_DIR/uv"
+  "$VENV_DIR/uv/bin/pip" install -q uv
+  UV="$VENV_DIR/uv/bin/uv"
+}
+
+lock() {
+  for env in app airflow tfdv; do
+    "$UV" pip compile --python "$PYTHON" --quiet "$ROOT/requirements/$env.in" -o "$ROOT/requirements/$env.txt"
+  done
+}
+
+sync_env() {
+  local env="$1" lockfile="$ROOT/requirements/$1.txt" venv="$VENV_DIR/$1"
+  local stamp="$venv/.lock.sha256" want
+  want="$(sha256sum "$lockfile" | cut -d' ' -f1)"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ]; then
+    return 0
+  fi
+  echo "envs: installing '$env' from requirements/$env.txt into $venv" >&2
+  [ -x "$venv/bin/python" ] || "$UV" venv --quiet --python "$PYTHON" "$venv"
+  "$UV" pip sync --quiet --python "$venv/bin/python" "$lockfile"
+  # Our own packages are imported from the work tree, in every environment.
+  local site
+  site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  echo "$ROOT" > "$site/mlsys_worktree.pth"
+  echo "$want" > "$stamp"
+}
+
+ensure_uv
+if [ "${1:-}" = "--lock" ]; then lock; exit 0; fi
+envs=("$@"); [ ${#envs[@]} -gt 0 ] || envs=(app airflow tfdv)
+for env in "${envs[@]}"; do sync_env "$env"; done
