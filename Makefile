@@ -1,0 +1,62 @@
+# The two commands a newcomer needs: `make up` and `make test`. `make help` lists the rest.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Settings come from the environment; a `.env` file (see .env.example) is read if present.
+-include .env
+export
+
+VENV_DIR ?= $(CURDIR)/.venvs
+APP_PY := $(VENV_DIR)/app/bin/python
+TFDV_PY := $(VENV_DIR)/tfdv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help setup envs lock up down status db migrate train schema-draft schema-stats schema-check test lint format bench
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+setup: envs ## install what is missing (uv, the three environments); a no-op when up to date
+
+envs:
+	@scripts/envs.sh
+
+lock: ## re-resolve requirements/*.in into the locked requirements/*.txt
+	@scripts/envs.sh --lock
+
+up: setup ## start the system on embedded defaults (database, model, services)
+	@$(APP_PY) -m training.train --if-missing
+	@$(APP_PY) -m mlsys.ops up
+
+down: ## stop everything that `make up` started
+	@$(APP_PY) -m mlsys.ops down
+
+status: ## say what runs
+	@$(APP_PY) -m mlsys.ops status
+
+db migrate: setup ## start the database if it is ours and apply pending migrations
+	@$(APP_PY) -m mlsys.ops db
+
+train: setup ## (re)train the model into MODEL_DIR
+	@$(APP_PY) -m training.train
+
+schema-draft: setup ## write TFDV's inferred schema beside the curated one (never over it)
+	@DATASET_PATH="$$($(APP_PY) -m mlsys.config dataset-path)" $(TFDV_PY) -m mlsys.tfdv_tools draft
+
+schema-stats: setup ## regenerate the training statistics used for drift
+	@DATASET_PATH="$$($(APP_PY) -m mlsys.config dataset-path)" $(TFDV_PY) -m mlsys.tfdv_tools stats
+
+schema-check: setup ## validate the whole data set against the curated schema
+	@DATASET_PATH="$$($(APP_PY) -m mlsys.config dataset-path)" $(TFDV_PY) -m mlsys.tfdv_tools check
+
+test: setup ## run the whole test suite (starts its own throw-away database)
+	@$(APP_PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff check and format check
+	@$(VENV_DIR)/app/bin/ruff check . && $(VENV_DIR)/app/bin/ruff format --check .
+
+format: setup ## ruff format
+	@$(VENV_DIR)/app/bin/ruff format . && $(VENV_DIR)/app/bin/ruff check --fix .
+
+bench: setup ## run the benchmarks in bench/ and print their figures
+	@$(APP_PY) -m bench

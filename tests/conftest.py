@@ -1,0 +1,85 @@
+"""Shared fixtures: a throw-away embedded PostgreSQL per test session, a trained model.
+
+Nothing here touches the developer's own database or model: the server lives in a temporary
+folder on a free port, so that several test runs (and `make up`) can go on side by side.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+from psycopg2 import sql
+
+from mlsys import pg
+from mlsys.config import ROOT, get_settings
+from mlsys.db import migrate, psycopg2_dsn
+
+VENV_DIR = Path(os.environ.get("VENV_DIR", ROOT / ".venvs"))
+APP_PYTHON = VENV_DIR / "app" / "bin" / "python"
+TFDV_PYTHON = VENV_DIR / "tfdv" / "bin" / "python"
+AIRFLOW_PYTHON = VENV_DIR / "airflow" / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pg.EmbeddedServer]:
+    base = tmp_path_factory.mktemp("pg")
+    server = pg.EmbeddedServer(data_dir=base / "data", port=pg.free_port())
+    pg.start(server)
+    pg.wait_until_ready(server.dsn())
+    yield server
+    pg.stop(server)
+
+
+def fresh_database(server: pg.EmbeddedServer, name: str) -> str:
+    """Create an empty database on the test server and return its SQLAlchemy URL."""
+    conn = psycopg2.connect(server.dsn())
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    conn.close()
+    pg.ensure_database(server.dsn(), name)
+    return server.url(name)
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server: pg.EmbeddedServer) -> str:
+    """The migrated application database of this test session."""
+    url = fresh_database(pg_server, "mlsys_test")
+    migrate(url)
+    return url
+
+
+@pytest.fixture
+def db_conn(database_url: str) -> Iterator[psycopg2.extensions.connection]:
+    conn = psycopg2.connect(psycopg2_dsn(database_url))
+    yield conn
+    conn.rollback()
+    conn.close()
+
+
+@pytest.fixture(scope="session")
+def settings():
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, settings) -> Path:
+    """Train the model once per session into a temporary folder."""
+    import pandas as pd
+
+    from mlsys import model
+    from mlsys.features import load_feature_spec
+
+    spec = load_feature_spec(settings.schema_path, target=settings.target_column)
+    frame = pd.read_csv(settings.dataset_path)
+    result = model.train(
+        frame, spec, target=settings.target_column, positive_class=settings.positive_class,
+        dataset=str(settings.dataset_path),
+    )  # fmt: skip
+    out = tmp_path_factory.mktemp("model")
+    model.save(result, out)
+    return out
