@@ -65,6 +65,11 @@ class Settings:
     pg_port: int
     app_db_name: str
     airflow_db_name: str
+    api_host: str
+    api_port: int
+    api_url: str
+    ui_port: int
+    airflow_port: int
 
     # --- data folders -------------------------------------------------------------------
     @property
@@ -136,6 +141,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     var_dir = _path(env, "VAR_DIR", ROOT / "var")
     dataset = env.get("DATASET_PATH", "").strip()
     url = _database_url(env, "DATABASE_URL")
+    api_port = _int(env, "API_PORT", 8000, low=1, high=65535)
     target = env.get("TARGET_COLUMN", "risk").strip()
     if not target:
         raise ConfigError("TARGET_COLUMN must not be empty")
@@ -157,6 +163,11 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         pg_port=_int(env, "PGPORT_EMBEDDED", 5432, low=1, high=65535),
         app_db_name=env.get("APP_DB_NAME", "mlsys").strip() or "mlsys",
         airflow_db_name=env.get("AIRFLOW_DB_NAME", "airflow").strip() or "airflow",
+        api_host=env.get("API_HOST", "127.0.0.1").strip() or "127.0.0.1",
+        api_port=api_port,
+        api_url=(env.get("API_URL", "").strip() or f"http://127.0.0.1:{api_port}").rstrip("/"),
+        ui_port=_int(env, "UI_PORT", 8501, low=1, high=65535),
+        airflow_port=_int(env, "AIRFLOW_PORT", 8080, low=1, high=65535),
     )
 
 

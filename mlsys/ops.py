@@ -34,8 +34,22 @@ class Service:
     ready_timeout_s: float = 60.0
 
 
-# Later components register themselves here (service, UI, Airflow).
-SERVICES: list[Service] = []
+# Each component describes how it is launched in its own `launch.py` (a module-level
+# `SERVICE`), in the order they start: the API before the UI and Airflow, which call it.
+LAUNCHERS = ("service.launch", "frontend.launch", "pipelines.launch")
+
+
+def services() -> list[Service]:
+    import importlib
+
+    found = []
+    for module in LAUNCHERS:
+        try:
+            found.append(importlib.import_module(module).SERVICE)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # the launcher exists but is broken: say so
+                raise
+    return found
 
 
 def run_dir(settings: Settings) -> Path:
@@ -150,13 +164,13 @@ def stop_service(settings: Settings, name: str, *, grace_s: float = 30.0) -> str
 
 def up(settings: Settings) -> list[str]:
     lines = [database_up(settings)]
-    for service in SERVICES:
+    for service in services():
         lines.append(start_service(settings, service))
     return lines
 
 
 def down(settings: Settings) -> list[str]:
-    lines = [line for s in reversed(SERVICES) if (line := stop_service(settings, s.name))]
+    lines = [line for s in reversed(services()) if (line := stop_service(settings, s.name))]
     if settings.embedded_postgres:
         stopped = pg.stop(embedded_server(settings))
         lines.append("embedded PostgreSQL: stopped" if stopped else "embedded PostgreSQL: not running")
@@ -171,7 +185,7 @@ def status(settings: Settings) -> list[str]:
         lines.append(f"embedded PostgreSQL: {state} ({server.host}:{server.port}, data {server.data_dir})")
     else:
         lines.append("PostgreSQL: external (DATABASE_URL)")
-    for service in SERVICES:
+    for service in services():
         pid = service_pid(settings, service.name)
         lines.append(f"{service.name}: " + (f"running, pid {pid}, {service.url(settings)}" if pid else "stopped"))
     return lines
