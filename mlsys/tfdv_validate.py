@@ -1,0 +1,139 @@
+"""File-level validation with TFDV: anomalies against the schema, drift against training.
+
+Runs in the `tfdv` environment only (imported inside the `validate_data` task and by tests that
+run in that interpreter). TFDV has no cheap per-row check, so rows are judged by
+`mlsys.rowchecks`; TFDV judges the file and the distribution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+SERVING = "SERVING"
+
+
+@dataclass(frozen=True)
+class FileAnomaly:
+    feature: str  # '' for dataset-level anomalies
+    types: tuple[str, ...]  # TFDV AnomalyInfo.Type names, e.g. ('SCHEMA_MISSING_COLUMN',)
+    short_description: str
+    description: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DriftMeasure:
+    feature: str
+    metric: str  # 'jensen_shannon' | 'l_infinity'
+    value: float
+    threshold: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@lru_cache(maxsize=4)
+def load_schema(path: str):
+    import tensorflow_data_validation as tfdv
+
+    return tfdv.load_schema_text(path)
+
+
+@lru_cache(maxsize=4)
+def load_training_stats(path: str):
+    import tensorflow_data_validation as tfdv
+
+    return tfdv.load_stats_text(path)
+
+
+def prepare_frame(frame, schema_path: Path):
+    """Make a frame read from CSV digestible by TFDV.
+
+    - reset the index (else TFDV reports a column `__index_level_0__`);
+    - an INT feature with missing values is read by pandas as float: give it a nullable
+      integer type so TFDV reports the missing values, not a wrong type.
+    """
+    import pandas as pd
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    frame = frame.reset_index(drop=True)
+    schema = load_schema(str(schema_path))
+    for feature in schema.feature:
+        if feature.type != schema_pb2.INT or feature.name not in frame.columns:
+            continue
+        col = frame[feature.name]
+        if pd.api.types.is_float_dtype(col):
+            present = col.dropna()
+            if (present == present.round()).all():
+                frame[feature.name] = col.astype("Int64")
+    return frame
+
+
+def statistics(frame):
+    import tensorflow_data_validation as tfdv
+
+    return tfdv.generate_statistics_from_dataframe(frame)
+
+
+def file_anomalies(stats, schema_path: Path) -> list[FileAnomaly]:
+    """Anomalies of a file's statistics against the schema, SERVING environment."""
+    import tensorflow_data_validation as tfdv
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    anomalies = tfdv.validate_statistics(
+        stats, load_schema(str(schema_path)), environment=SERVING
+    )
+    found = [
+        FileAnomaly(
+            feature=name,
+            types=tuple(anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in info.reason),
+            short_description=info.short_description,
+            description=info.description,
+        )
+        for name, info in sorted(anomalies.anomaly_info.items())
+    ]
+    if anomalies.HasField("dataset_anomaly_info"):
+        info = anomalies.dataset_anomaly_info
+        found.append(
+            FileAnomaly(
+                feature="",
+                types=tuple(anomalies_pb2.AnomalyInfo.Type.Name(r.type) for r in info.reason),
+                short_description=info.short_description,
+                description=info.description,
+            )
+        )
+    return found
+
+
+def drift(stats, schema_path: Path, training_stats_path: Path) -> list[DriftMeasure]:
+    """Distance of each feature's distribution to training: always returned, not only when
+    it crosses the threshold (TFDV 1.16 reports every measured value in drift_skew_info)."""
+    import tensorflow_data_validation as tfdv
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    anomalies = tfdv.validate_statistics(
+        stats,
+        load_schema(str(schema_path)),
+        environment=SERVING,
+        previous_statistics=load_training_stats(str(training_stats_path)),
+    )
+    names = {
+        anomalies_pb2.DriftSkewInfo.DriftSkewMeasurement.JENSEN_SHANNON_DIVERGENCE: "jensen_shannon",
+        anomalies_pb2.DriftSkewInfo.DriftSkewMeasurement.L_INFTY: "l_infinity",
+    }
+    return [
+        DriftMeasure(
+            feature=".".join(info.path.step),
+            metric=names[m.type],
+            value=float(m.value),
+            threshold=float(m.threshold),
+        )
+        for info in anomalies.drift_skew_info
+        for m in info.drift_measurements
+        if m.type in names
+    ]
