@@ -123,8 +123,8 @@ def drift(stats, schema_path: Path, training_stats_path: Path) -> list[DriftMeas
         previous_statistics=load_training_stats(str(training_stats_path)),
     )
     names = {
-        anomalies_pb2.DriftSkewInfo.DriftSkewMeasurement.JENSEN_SHANNON_DIVERGENCE: "jensen_shannon",
-        anomalies_pb2.DriftSkewInfo.DriftSkewMeasurement.L_INFTY: "l_infinity",
+        anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE: "jensen_shannon",
+        anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY: "l_infinity",
     }
     return [
         DriftMeasure(
