@@ -11,15 +11,18 @@ APP_PY := $(VENV_DIR)/app/bin/python
 TFDV_PY := $(VENV_DIR)/tfdv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help setup envs lock up down status db migrate train schema-draft schema-stats schema-check test lint format bench
+.PHONY: help setup envs system-deps lock up down status db migrate train schema-draft schema-stats schema-check test lint format bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-setup: envs ## install what is missing (uv, the three environments); a no-op when up to date
+setup: envs system-deps ## install what is missing (uv, the three environments, chromium); a no-op when up to date
 
 envs:
 	@scripts/envs.sh
+
+system-deps: ## install Debian's chromium for the UI's browser test when it is missing
+	@scripts/system_deps.sh
 
 lock: ## re-resolve requirements/*.in into the locked requirements/*.txt
 	@scripts/envs.sh --lock

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install the system packages the Python environments cannot bring: Debian's `chromium`,
+# the headless browser of the UI's real-browser test (Playwright drives it; we never run
+# `playwright install`, whose download fails on these machines).
+# Idempotent and fast when everything is present: a single file test, no apt call.
+#   scripts/system_deps.sh
+set -euo pipefail
+
+CHROMIUM="${CHROMIUM_PATH:-/usr/bin/chromium}"
+
+if [ -x "$CHROMIUM" ]; then
+  exit 0
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "system_deps: $CHROMIUM is missing and this is not a Debian-like system;" \
+    "install Chromium yourself (the browser test is then the only test that fails)" >&2
+  exit 1
+fi
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+  else
+    echo "system_deps: installing chromium needs root (or sudo)" >&2
+    exit 1
+  fi
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+# `apt-get update` only when the package lists do not know chromium yet (fresh image):
+# it takes tens of seconds and needs the network, so skip it whenever we can.
+if ! apt-cache show chromium >/dev/null 2>&1; then
+  echo "system_deps: refreshing the package lists" >&2
+  "${SUDO[@]}" apt-get update -qq
+fi
+echo "system_deps: installing chromium (about 40 s)" >&2
+"${SUDO[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null
+[ -x "$CHROMIUM" ] || { echo "system_deps: chromium installed but $CHROMIUM is missing" >&2; exit 1; }
