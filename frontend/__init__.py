@@ -1,0 +1,1 @@
+"""The Streamlit web UI: predict one application, predict a CSV, browse past predictions."""

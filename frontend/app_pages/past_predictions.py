@@ -1,0 +1,103 @@
+"""Past predictions page: filter by date range and source, a chart over time, a paged table."""
+
+from datetime import UTC, datetime, timedelta
+
+import streamlit as st
+
+from frontend import logic
+from frontend.api_client import ApiClient, ApiError, Prediction
+from frontend.ui import client, model_info_or_stop, settings, show_api_error
+
+st.title("Past predictions")
+info = model_info_or_stop()
+s = settings()
+
+# The API stores times in UTC and reads dates as UTC days.
+today = datetime.now(UTC).date()
+left, middle, right = st.columns([2, 3, 1])
+with left:
+    picked = st.date_input(
+        "Date range (UTC)",
+        value=(today - timedelta(days=6), today),
+        max_value=today,
+        key="past_dates",
+    )
+with middle:
+    source_label = st.radio(
+        "Source", list(logic.SOURCE_CHOICES), horizontal=True, key="past_source"
+    )
+with right:
+    page_size = st.selectbox("Rows per page", (25, 50, 100, 500), index=1, key="past_page_size")
+
+if not isinstance(picked, tuple) or len(picked) != 2:
+    st.info("Pick the last day of the range.")
+    st.stop()
+start, end = logic.date_filter(picked[0], picked[1])
+source = logic.SOURCE_CHOICES[source_label]
+
+# A new filter starts again from its first page; the cursors of the pages seen so far are
+# kept so that "Previous" can go back (the API only hands out the next one).
+filters = (start, end, source, page_size)
+if st.session_state.get("past_filters") != filters:
+    st.session_state["past_filters"] = filters
+    st.session_state["past_cursors"] = [None]
+cursors: list[str | None] = st.session_state["past_cursors"]
+
+
+# Counting for the chart pages through up to UI_CHART_MAX_ROWS predictions: cache it briefly
+# so that paging through the table does not fetch them all again.
+@st.cache_data(ttl=15, show_spinner="Counting predictions...")
+def _for_chart(api_url, timeout_s, start, end, source, max_rows) -> tuple[list[Prediction], bool]:
+    with ApiClient(api_url, timeout_s=timeout_s) as api:
+        return api.all_past_predictions(start=start, end=end, source=source, max_rows=max_rows)
+
+
+if st.button("Refresh", icon=":material/refresh:", key="past_refresh"):
+    _for_chart.clear()
+
+try:
+    items, truncated = _for_chart(s.api_url, s.api_timeout_s, start, end, source, s.chart_max_rows)
+    with client() as api:
+        page = api.past_predictions(
+            start=start, end=end, source=source, limit=page_size, cursor=cursors[-1]
+        )
+except ApiError as exc:
+    show_api_error(exc)
+    st.stop()
+
+if not items and not page.items:
+    st.info(f"No {source_label} predictions between {start} and {end}.")
+    st.stop()
+
+total = f"the newest {len(items)}" if truncated else f"{len(items)}"
+st.markdown(f"**{total} predictions** ({source_label}) from {start} to {end}")
+counts, bucket = logic.counts_over_time(items, info.classes)
+st.bar_chart(counts, x_label=f"{bucket} (UTC)", y_label="predictions", height=260)
+
+first = (len(cursors) - 1) * page_size + 1
+st.caption(f"Page {len(cursors)}: rows {first} to {first + len(page.items) - 1}, newest first.")
+st.dataframe(
+    logic.past_frame(page.items, [f.name for f in info.features]),
+    hide_index=True,
+    width="stretch",
+    column_config={"probability": st.column_config.NumberColumn(format="%.3f")},
+)
+
+
+def _previous() -> None:
+    st.session_state["past_cursors"].pop()
+
+
+def _next(cursor: str) -> None:
+    st.session_state["past_cursors"].append(cursor)
+
+
+back, forward, _ = st.columns([1, 1, 6])
+back.button("Previous page", disabled=len(cursors) == 1, on_click=_previous, key="past_prev")
+forward.button(
+    "Next page",
+    disabled=page.next_cursor is None,
+    on_click=_next,
+    args=(page.next_cursor,),
+    key="past_next",
+)

@@ -1,0 +1,151 @@
+"""Predict page: a form for one application built from the model's features, and a CSV upload."""
+
+import hashlib
+
+import streamlit as st
+
+from frontend import logic
+from frontend.api_client import ApiError
+from frontend.ui import client, model_info_or_stop, problems_table, settings, show_api_error
+
+st.title("Predict credit risk")
+info = model_info_or_stop()
+positive = info.positive_class
+st.caption(
+    f"Model {info.version}, trained {info.trained_at or 'at an unknown time'}. "
+    f"It predicts `{info.target}`; the probability shown is that of class {positive}."
+)
+
+
+def _class_label(value: str) -> str:
+    if value == info.positive_class:
+        return f"{value} (positive class)"
+    if value == info.negative_class:
+        return f"{value} (negative class)"
+    return value
+
+
+# --- one application --------------------------------------------------------------------------
+st.subheader("One application")
+with st.form("predict_one_form"):
+    columns = st.columns(3)
+    values = {}
+    for i, feature in enumerate(info.features):
+        hint = logic.range_hint(feature)
+        help_text = f"{feature.description}\n\nAllowed: {hint}".strip()
+        with columns[i % len(columns)]:
+            if feature.is_categorical:
+                values[feature.name] = st.selectbox(
+                    feature.name,
+                    feature.values,
+                    index=None,
+                    placeholder="Choose a value",
+                    help=help_text,
+                    key=f"predict_one_{feature.name}",
+                )
+            else:
+                values[feature.name] = st.number_input(
+                    feature.name,
+                    value=None,
+                    placeholder=hint,
+                    help=help_text,
+                    key=f"predict_one_{feature.name}",
+                    **logic.number_widget_args(feature),
+                )
+    submitted = st.form_submit_button("Predict", type="primary")
+
+if submitted:
+    record, missing = logic.form_record(values, info.features)
+    st.session_state["predict_one_result"] = None
+    if missing:
+        st.error(f"Fill in every field first; empty: {', '.join(missing)}.")
+    else:
+        try:
+            with client() as api, st.spinner("Predicting..."):
+                st.session_state["predict_one_result"] = api.predict([record]).predictions[0]
+        except ApiError as exc:
+            show_api_error(exc)
+
+one = st.session_state.get("predict_one_result")
+if one is not None:
+    probability = (
+        "" if one.probability is None else f" (probability of {positive}: {one.probability:.2f})"
+    )
+    st.success(f"Prediction: {_class_label(one.prediction)}{probability}. Stored as #{one.id}.")
+
+# --- a CSV file -------------------------------------------------------------------------------
+st.subheader("A CSV file")
+s = settings()
+st.caption(
+    f"One application per row, one column per feature: {', '.join(f.name for f in info.features)}. "
+    f"Up to {s.max_upload_mb} MB. Every value is checked before anything is sent; "
+    "rows are numbered from 1, the first line after the header."
+)
+uploaded = st.file_uploader(
+    "CSV file",
+    type=["csv"],
+    key="predict_csv_file",
+    max_upload_size=s.max_upload_mb,
+)
+
+if uploaded is not None:
+    data = uploaded.getvalue()
+    file_id = f"{uploaded.name}:{hashlib.sha256(data).hexdigest()}"
+    # Parsing a large file takes a second: do it once per file, not on every rerun.
+    if st.session_state.get("predict_csv_parsed_id") != file_id:
+        try:
+            parsed = logic.parse_upload(data, info.features, max_bytes=s.max_upload_bytes)
+            error = None
+        except logic.CsvError as exc:
+            parsed, error = None, exc
+        st.session_state["predict_csv_parsed_id"] = file_id
+        st.session_state["predict_csv_parsed"] = (parsed, error)
+    parsed, error = st.session_state["predict_csv_parsed"]
+
+    if error is not None:
+        st.error(f"{uploaded.name}: {error}")
+        problems_table(error.problems)
+    else:
+        st.write(f"**{uploaded.name}**: {parsed.rows} rows, all valid.")
+        # Sent only on this button, never on a rerun (the uploader keeps the file: streamlit#7097).
+        if st.button(f"Predict {parsed.rows} rows", type="primary", key="predict_csv_send"):
+            bar = st.progress(0.0, text=f"Sending 0 of {parsed.rows} rows")
+
+            def progress(done: int, total: int) -> None:
+                bar.progress(done / total, text=f"Sent {done} of {total} rows")
+
+            with client() as api:
+                outcome = logic.send_in_chunks(
+                    api, parsed.records, chunk_size=s.batch_records, on_progress=progress
+                )
+            bar.empty()
+            st.session_state["predict_csv_outcome"] = (file_id, outcome)
+
+        saved = st.session_state.get("predict_csv_outcome")
+        if saved is not None and saved[0] == file_id:
+            outcome = saved[1]
+            if outcome.error:
+                st.error(outcome.error)
+                problems_table(outcome.problems)
+            if outcome.predictions:
+                results = logic.results_frame(parsed.frame, outcome.predictions)
+                summary = logic.class_summary(
+                    [p.prediction for p in outcome.predictions], info.classes, positive
+                )
+                if outcome.complete:
+                    st.success(f"Predicted {len(outcome.predictions)} rows.")
+                left, right = st.columns([1, 2])
+                with left:
+                    st.markdown("**Predictions per class**")
+                    st.dataframe(summary, hide_index=True, width="stretch")
+                with right:
+                    st.bar_chart(summary, x="class", y="count", height=220)
+                st.dataframe(results, width="stretch")
+                st.download_button(
+                    "Download the results (CSV)",
+                    data=logic.to_csv_bytes(results),
+                    file_name=f"predictions-{uploaded.name}",
+                    mime="text/csv",
+                    key="predict_csv_download",
+                    on_click="ignore",  # the results stay on the page; no rerun needed
+                )

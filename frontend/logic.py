@@ -1,0 +1,474 @@
+"""What the pages do, as plain typed functions: read and check a CSV, build records, summarise.
+
+The pages only wire widgets to these functions, and the tests call them directly. The features
+always come from the API's /model-info (as `mlsys.features.Feature`), never from a list typed here.
+
+A CSV is checked completely before anything is sent (columns, then every value against the
+feature's kind, domain and range, with the same rules as the API) so that a bad file is refused
+as a whole with the rows and columns at fault, instead of being half-sent chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+
+from frontend.api_client import ApiClient, ApiError, ApiRejected, Prediction, RecordError
+from mlsys.features import Feature, Kind
+
+# How many invalid values are listed one by one; the summary still counts all of them.
+MAX_LISTED_PROBLEMS = 200
+# Past-predictions source filter: label shown -> value of the API's `source` parameter.
+SOURCE_CHOICES: dict[str, str] = {
+    "all": "all",
+    "webapp": "webapp",
+    "scheduled predictions": "scheduled",
+}
+
+
+@dataclass(frozen=True)
+class CellProblem:
+    """One value at fault. `row` counts data rows from 1 (the first line after the header)."""
+
+    row: int
+    column: str
+    value: str
+    message: str
+
+
+class CsvError(ValueError):
+    """An uploaded file that cannot be predicted; `str()` names the problem for the user."""
+
+    def __init__(self, message: str, problems: Sequence[CellProblem] = (), total: int = 0) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
+        self.total = total or len(self.problems)
+
+
+@dataclass
+class ParsedBatch:
+    """A checked CSV: `frame` holds typed values in feature order, `records` what the API takes."""
+
+    frame: pd.DataFrame
+    records: list[dict[str, Any]] = field(repr=False)
+
+    @property
+    def rows(self) -> int:
+        return len(self.records)
+
+
+# --- reading a CSV --------------------------------------------------------------------------
+
+
+def _decode(data: bytes) -> str:
+    if b"\x00" in data[:8192]:
+        raise CsvError("This is not a CSV file: it contains binary data.")
+    try:
+        return data.decode("utf-8-sig")  # Excel writes a byte-order mark
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise CsvError(
+            f"This is not a UTF-8 text CSV file: undecodable byte at line {line}. "
+            "Export it as 'CSV UTF-8'."
+        ) from None
+
+
+def read_csv_text(data: bytes, *, max_bytes: int) -> tuple[list[str], list[list[str]]]:
+    """Raw bytes -> (header, rows of stripped strings), refusing what is not a usable CSV."""
+    if len(data) > max_bytes:
+        raise CsvError(
+            f"The file is {len(data) / 1024 / 1024:.1f} MB, over the limit of "
+            f"{max_bytes / 1024 / 1024:.0f} MB. Split it into smaller files."
+        )
+    text = _decode(data)
+    if not text.strip():
+        raise CsvError("The file is empty.")
+    try:
+        lines = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+    except csv.Error as exc:
+        raise CsvError(f"This is not a valid CSV file: {exc}.") from None
+    lines = [line for line in lines if any(cell.strip() for cell in line)]  # blank lines
+    header = [name.strip() for name in lines[0]]
+    rows = lines[1:]
+    if not rows:
+        raise CsvError("The file has a header but no rows.")
+    duplicates = sorted({name for name in header if header.count(name) > 1})
+    if duplicates:
+        raise CsvError(f"Columns appear more than once: {', '.join(duplicates)}.")
+    if "" in header:
+        raise CsvError(f"Column {header.index('') + 1} of the header has no name.")
+    widths = [(i + 1, len(r)) for i, r in enumerate(rows) if len(r) != len(header)]
+    if widths:
+        listed = ", ".join(f"row {i} has {n}" for i, n in widths[:10])
+        more = f" and {len(widths) - 10} more rows" if len(widths) > 10 else ""
+        raise CsvError(
+            f"The header has {len(header)} columns but {len(widths)} rows do not: {listed}{more}."
+        )
+    return header, [[cell.strip() for cell in row] for row in rows]
+
+
+def check_columns(header: Sequence[str], features: Sequence[Feature]) -> None:
+    """Refuse missing and extra columns, naming them (the API takes exactly the features)."""
+    names = [f.name for f in features]
+    missing = [n for n in names if n not in header and _required(features, n)]
+    extra = [h for h in header if h not in names]
+    if not missing and not extra:
+        return
+    parts = []
+    if missing:
+        parts.append(f"missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+    if extra:
+        parts.append(f"unexpected column{'s' if len(extra) > 1 else ''}: {', '.join(extra)}")
+    hint = ""
+    if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+        hint = " The header has a single column: is the file separated by commas?"
+    raise CsvError(
+        f"The columns do not match the model's features ({'; '.join(parts)}). "
+        f"Expected: {', '.join(names)}.{hint}"
+    )
+
+
+def _required(features: Sequence[Feature], name: str) -> bool:
+    return next(f.required for f in features if f.name == name)
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _check_column(feature: Feature, raw: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Typed values, a mask of bad cells, and the message of each bad cell."""
+    messages = pd.Series("", index=raw.index, dtype="object")
+    empty = raw == ""
+    if feature.required:
+        messages[empty] = "missing value"
+    if feature.is_categorical:
+        bad_domain = ~empty & ~raw.isin(feature.values)
+        allowed = ", ".join(feature.values)
+        messages[bad_domain] = raw[bad_domain].map(lambda v: f"{v!r} is not one of: {allowed}")
+        values = raw.where(~empty, None).astype("object")
+        return values, messages != "", messages
+    numbers = pd.to_numeric(raw.where(~empty), errors="coerce")
+    kind_name = "an integer" if feature.kind is Kind.INTEGER else "a number"
+    not_number = ~empty & (numbers.isna() | ~numbers.map(_finite))
+    messages[not_number] = raw[not_number].map(lambda v: f"{v!r} is not {kind_name}")
+    ok = ~empty & ~not_number
+    if feature.kind is Kind.INTEGER:
+        fractional = ok & (numbers % 1 != 0)
+        messages[fractional] = raw[fractional].map(lambda v: f"{v!r} is not {kind_name}")
+        ok &= ~fractional
+    if feature.minimum is not None:
+        low = ok & (numbers < feature.minimum)
+        lo = _number_text(feature.minimum)
+        messages[low] = raw[low].map(lambda v: f"{v} is below the minimum {lo}")
+    if feature.maximum is not None:
+        high = ok & (numbers > feature.maximum)
+        hi = _number_text(feature.maximum)
+        messages[high] = raw[high].map(lambda v: f"{v} is above the maximum {hi}")
+    bad = messages != ""
+    if feature.kind is Kind.INTEGER:
+        values = numbers.map(lambda x: None if pd.isna(x) else int(x)).astype("object")
+    else:
+        values = numbers.map(lambda x: None if pd.isna(x) else float(x)).astype("object")
+    return values, bad, messages
+
+
+def _finite(x: float) -> bool:
+    return not (isinstance(x, float) and (math.isnan(x) or math.isinf(x)))
+
+
+def check_values(header: Sequence[str], rows: list[list[str]], features: Sequence[Feature]):
+    """Every value against its feature; returns the typed frame or raises with every problem."""
+    raw = pd.DataFrame(rows, columns=list(header), dtype="object")
+    raw.index = pd.RangeIndex(1, len(rows) + 1)  # row numbers as the user counts them
+    typed: dict[str, pd.Series] = {}
+    problems: list[CellProblem] = []
+    total = 0
+    for feature in features:
+        column = raw[feature.name] if feature.name in raw else pd.Series("", index=raw.index)
+        values, bad, messages = _check_column(feature, column)
+        typed[feature.name] = values
+        total += int(bad.sum())
+        for row in bad[bad].index[: MAX_LISTED_PROBLEMS - len(problems)]:
+            problems.append(CellProblem(int(row), feature.name, column[row], messages[row]))
+    if total:
+        problems.sort(key=lambda p: (p.row, p.column))
+        raise CsvError(describe_problems(problems, total), problems, total)
+    return pd.DataFrame(typed, index=raw.index)
+
+
+def describe_problems(problems: Sequence[CellProblem], total: int | None = None) -> str:
+    """One sentence: how many values are invalid, in which columns and rows."""
+    total = total if total is not None else len(problems)
+    by_column: dict[str, list[int]] = {}
+    for p in problems:
+        by_column.setdefault(p.column, []).append(p.row)
+    rows = {p.row for p in problems}
+    parts = []
+    for column, column_rows in by_column.items():
+        listed = ", ".join(str(r) for r in column_rows[:5])
+        more = ", ..." if len(column_rows) > 5 else ""
+        parts.append(f"{column} (row{'s' if len(column_rows) > 1 else ''} {listed}{more})")
+    listed_note = "" if total == len(problems) else f" (the first {len(problems)} are listed)"
+    return (
+        f"{total} invalid value{'s' if total != 1 else ''}{listed_note} in "
+        f"{len(rows)}{'+' if total > len(problems) else ''} row{'s' if len(rows) != 1 else ''}: "
+        + "; ".join(parts)
+        + ". Nothing was sent."
+    )
+
+
+def records_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Typed frame -> JSON-ready records (Python ints, floats, strings; None when missing)."""
+    columns = list(frame.columns)
+    return [dict(zip(columns, row, strict=True)) for row in frame.itertuples(index=False)]
+
+
+def parse_upload(data: bytes, features: Sequence[Feature], *, max_bytes: int) -> ParsedBatch:
+    """An uploaded file -> checked records, or a `CsvError` naming every problem."""
+    header, rows = read_csv_text(data, max_bytes=max_bytes)
+    check_columns(header, features)
+    frame = check_values(header, rows, features)
+    return ParsedBatch(frame=frame, records=records_of(frame))
+
+
+# --- sending in chunks ------------------------------------------------------------------------
+
+
+def chunk_bounds(total: int, size: int) -> Iterator[tuple[int, int]]:
+    """[start, end) of each chunk of `size` records."""
+    if size < 1:
+        raise ValueError("chunk size must be at least 1")
+    for start in range(0, total, size):
+        yield start, min(start + size, total)
+
+
+def api_problems(errors: Sequence[RecordError], *, offset: int) -> list[CellProblem]:
+    """The API's record errors of a chunk starting at record `offset` -> rows of the file."""
+    return [
+        CellProblem(
+            row=offset + (e.record if e.record is not None else 0) + 1,
+            column=e.field or "",
+            value="" if e.value is None else str(e.value),
+            message=e.message,
+        )
+        for e in errors
+    ]
+
+
+@dataclass
+class BatchOutcome:
+    """What happened to a file sent in chunks: the predictions received, and the failure if any.
+
+    Chunks before a failed one are stored by the API (each chunk is all-or-nothing), so the
+    outcome keeps their predictions and says exactly which rows were and were not stored.
+    """
+
+    total: int
+    predictions: list[Prediction] = field(default_factory=list)
+    error: str | None = None
+    problems: list[CellProblem] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None and len(self.predictions) == self.total
+
+
+def send_in_chunks(
+    client: ApiClient,
+    records: Sequence[dict[str, Any]],
+    *,
+    chunk_size: int,
+    source: str = "webapp",
+    on_progress: Callable[[int, int], None] | None = None,
+) -> BatchOutcome:
+    """POST the records chunk by chunk, in order, stopping at the first refused chunk."""
+    outcome = BatchOutcome(total=len(records))
+    for start, end in chunk_bounds(len(records), chunk_size):
+        try:
+            result = client.predict(list(records[start:end]), source=source)
+        except ApiError as exc:
+            stored = (
+                f"Rows 1 to {start} were predicted and stored; rows {start + 1} to "
+                f"{len(records)} were not."
+                if start
+                else "Nothing was stored."
+            )
+            reason = str(exc)
+            if isinstance(exc, ApiRejected):
+                outcome.problems = api_problems(exc.errors, offset=start)
+                reason = f"The API refused rows {start + 1} to {end}: {exc.detail}"
+            outcome.error = f"{reason} {stored}"
+            return outcome
+        outcome.predictions.extend(result.predictions)
+        if on_progress is not None:
+            on_progress(end, len(records))
+    return outcome
+
+
+# --- results ----------------------------------------------------------------------------------
+
+
+def results_frame(frame: pd.DataFrame, predictions: Sequence[Prediction]) -> pd.DataFrame:
+    """Predictions next to their features, one row per record of the file."""
+    if len(predictions) > len(frame):
+        raise ValueError(f"{len(predictions)} predictions for {len(frame)} rows")
+    out = frame.iloc[: len(predictions)].copy()
+    out.insert(0, "probability", [p.probability for p in predictions])
+    out.insert(0, "prediction", [p.prediction for p in predictions])
+    out.index.name = "row"
+    return out
+
+
+def class_summary(
+    predictions: Sequence[str], classes: Sequence[str], positive: str | None = None
+) -> pd.DataFrame:
+    """Count and share per predicted class, every known class listed (zero when absent)."""
+    counts = pd.Series(list(predictions), dtype="object").value_counts()
+    order = list(classes) + sorted(set(counts.index) - set(classes))
+    total = max(len(predictions), 1)
+    return pd.DataFrame(
+        {
+            "class": order,
+            "meaning": [
+                ("positive" if c == positive else "negative") if positive is not None else ""
+                for c in order
+            ],
+            "count": [int(counts.get(c, 0)) for c in order],
+            "share": [round(int(counts.get(c, 0)) / total, 4) for c in order],
+        }
+    )
+
+
+def to_csv_bytes(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=True).encode("utf-8")
+
+
+# --- the single-prediction form ---------------------------------------------------------------
+
+
+def number_widget_args(feature: Feature) -> dict[str, Any]:
+    """Bounds and step of a number input, from the schema's range for this feature."""
+    if feature.kind is Kind.INTEGER:
+        return {
+            "min_value": None if feature.minimum is None else math.ceil(feature.minimum),
+            "max_value": None if feature.maximum is None else math.floor(feature.maximum),
+            "step": 1,
+            "format": "%d",
+        }
+    return {
+        "min_value": feature.minimum,
+        "max_value": feature.maximum,
+        "step": None,
+        "format": "%g",
+    }
+
+
+def range_hint(feature: Feature) -> str:
+    if feature.is_categorical:
+        return ", ".join(feature.values)
+    low = "" if feature.minimum is None else _number_text(feature.minimum)
+    high = "" if feature.maximum is None else _number_text(feature.maximum)
+    if low and high:
+        return f"{low} to {high}"
+    if low:
+        return f"at least {low}"
+    return f"at most {high}" if high else "any number"
+
+
+def form_record(
+    values: dict[str, Any], features: Sequence[Feature]
+) -> tuple[dict[str, Any], list[str]]:
+    """The form's values -> (record for the API, names of required fields left empty)."""
+    record: dict[str, Any] = {}
+    missing = []
+    for feature in features:
+        value = values.get(feature.name)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            if feature.required:
+                missing.append(feature.name)
+            record[feature.name] = None
+        elif feature.kind is Kind.INTEGER:
+            record[feature.name] = int(value)
+        elif feature.kind is Kind.FLOAT:
+            record[feature.name] = float(value)
+        else:
+            record[feature.name] = str(value)
+    return record, missing
+
+
+# --- past predictions -------------------------------------------------------------------------
+
+
+def date_filter(start: date, end: date) -> tuple[date, date]:
+    """Check a date range from the selector; the API includes the whole `end` day."""
+    if start > end:
+        raise ValueError(f"the start date {start} is after the end date {end}")
+    return start, end
+
+
+def past_frame(items: Sequence[Prediction], feature_names: Sequence[str]) -> pd.DataFrame:
+    """Stored predictions -> one row each: when, source, prediction, then the features."""
+    extra = sorted({k for p in items for k in p.features} - set(feature_names))
+    columns = list(feature_names) + extra
+    rows = []
+    for p in items:
+        row: dict[str, Any] = {
+            "id": p.id,
+            "created_at": p.created_at,
+            "source": p.source,
+            "prediction": p.prediction,
+            "probability": p.probability,
+            "model_version": p.model_version,
+            "source_file": p.source_file,
+            "source_row": p.source_row,
+        }
+        row.update({name: p.features.get(name) for name in columns})
+        rows.append(row)
+    fixed = [
+        "id",
+        "created_at",
+        "source",
+        "prediction",
+        "probability",
+        "model_version",
+        "source_file",
+        "source_row",
+    ]
+    return pd.DataFrame(rows, columns=fixed + columns)
+
+
+def time_bucket(start: datetime, end: datetime) -> tuple[str, str]:
+    """A pandas frequency for a chart over [start, end], and its name."""
+    span = end - start
+    if span <= timedelta(days=2):
+        return "h", "hour"
+    if span <= timedelta(days=92):
+        return "D", "day"
+    return "W-SUN", "week"  # weeks from Monday to Sunday
+
+
+def counts_over_time(
+    items: Sequence[Prediction], classes: Sequence[str]
+) -> tuple[pd.DataFrame, str]:
+    """Predictions per time bucket (rows) and class (columns), and the bucket's name."""
+    stamped = [(p.created_at, p.prediction) for p in items if p.created_at is not None]
+    if not stamped:
+        return pd.DataFrame(columns=list(classes)), "day"
+    frame = pd.DataFrame(stamped, columns=["created_at", "prediction"])
+    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+    freq, name = time_bucket(frame["created_at"].min(), frame["created_at"].max())
+    frame["bucket"] = frame["created_at"].dt.tz_localize(None).dt.to_period(freq).dt.start_time
+    table = frame.pivot_table(index="bucket", columns="prediction", aggfunc="size", fill_value=0)
+    order = list(classes) + sorted(set(table.columns) - set(classes))
+    table = table.reindex(columns=order, fill_value=0)
+    table.index.name = name
+    table.columns.name = None
+    return table.astype(int), name

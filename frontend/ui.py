@@ -1,0 +1,59 @@
+"""Streamlit glue shared by the pages: the API client, cached model info, error messages."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from frontend.api_client import ApiClient, ApiError, ApiUnavailable, ModelInfo
+from frontend.config import UISettings, get_ui_settings
+from frontend.logic import CellProblem
+
+
+def settings() -> UISettings:
+    return get_ui_settings()
+
+
+def client() -> ApiClient:
+    s = settings()
+    return ApiClient(s.api_url, timeout_s=s.api_timeout_s)
+
+
+# The model changes only when it is retrained and the service restarted: a minute of caching
+# spares a request per rerun. Failures raise, and Streamlit does not cache them.
+@st.cache_data(ttl=60, show_spinner=False)
+def _model_info(api_url: str, timeout_s: float) -> ModelInfo:
+    with ApiClient(api_url, timeout_s=timeout_s) as api:
+        return api.model_info()
+
+
+def model_info_or_stop() -> ModelInfo:
+    """The model's description from the API; on failure a message and the end of the page."""
+    s = settings()
+    try:
+        return _model_info(s.api_url, s.api_timeout_s)
+    except ApiError as exc:
+        show_api_error(exc)
+        st.stop()
+        raise  # unreachable: st.stop() raises; keeps type checkers content
+
+
+def show_api_error(exc: ApiError) -> None:
+    if isinstance(exc, ApiUnavailable):
+        st.error(str(exc), icon=":material/cloud_off:")
+    else:
+        st.error(str(exc), icon=":material/error:")
+
+
+def problems_table(problems: list[CellProblem]) -> None:
+    """The values at fault, one per line, so that the user can fix the file."""
+    if not problems:
+        return
+    st.dataframe(
+        pd.DataFrame(
+            [(p.row, p.column, p.value, p.message) for p in problems],
+            columns=["row", "column", "value", "problem"],
+        ),
+        hide_index=True,
+        width="stretch",
+    )
