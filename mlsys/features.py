@@ -11,14 +11,14 @@ and `tfdv` environments.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
 SERVING = "SERVING"
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     CATEGORICAL = "categorical"
     INTEGER = "integer"
     FLOAT = "float"

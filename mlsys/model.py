@@ -78,7 +78,9 @@ class TrainResult:
     metadata: dict[str, Any]
 
 
-def train(frame, spec: FeatureSpec, *, target: str, positive_class: str, dataset: str) -> TrainResult:
+def train(
+    frame, spec: FeatureSpec, *, target: str, positive_class: str, dataset: str
+) -> TrainResult:
     """Train on 80% of the rows (stratified, fixed seed) and evaluate on the other 20%."""
     import lightgbm as lgb
     from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
@@ -93,7 +95,11 @@ def train(frame, spec: FeatureSpec, *, target: str, positive_class: str, dataset
 
     def fit(X_fit: np.ndarray, y_fit: np.ndarray):
         data = lgb.Dataset(
-            X_fit, y_fit, feature_name=spec.names, categorical_feature=categorical, free_raw_data=False
+            X_fit,
+            y_fit,
+            feature_name=spec.names,
+            categorical_feature=categorical,
+            free_raw_data=False,
         )
         return lgb.train(PARAMS, data, num_boost_round=NUM_ROUNDS)
 
@@ -101,7 +107,11 @@ def train(frame, spec: FeatureSpec, *, target: str, positive_class: str, dataset
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=SEED)
     cv_auc = []
     for fit_idx, val_idx in folds.split(X_train, y_train):
-        cv_auc.append(roc_auc_score(y_train[val_idx], fit(X_train[fit_idx], y_train[fit_idx]).predict(X_train[val_idx])))
+        cv_auc.append(
+            roc_auc_score(
+                y_train[val_idx], fit(X_train[fit_idx], y_train[fit_idx]).predict(X_train[val_idx])
+            )
+        )
 
     booster = fit(X_train, y_train)
     proba = booster.predict(X_test)
@@ -111,7 +121,10 @@ def train(frame, spec: FeatureSpec, *, target: str, positive_class: str, dataset
         "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "dataset": dataset,
         "target": target,
-        "classes": {"positive": str(positive_class), "negative": negatives[0] if negatives else "0"},
+        "classes": {
+            "positive": str(positive_class),
+            "negative": negatives[0] if negatives else "0",
+        },
         "features": spec.to_dict()["features"],
         "params": PARAMS | {"num_boost_round": NUM_ROUNDS},
         "rows": {"train": int(len(y_train)), "test": int(len(y_test))},
@@ -131,7 +144,9 @@ def save(result: TrainResult, model_dir: Path) -> dict[str, Any]:
     """Write model and metadata atomically; the version is a hash of the model itself."""
     model_dir.mkdir(parents=True, exist_ok=True)
     text = result.booster.model_to_string()
-    metadata = result.metadata | {"version": "lgbm-" + hashlib.sha256(text.encode()).hexdigest()[:12]}
+    metadata = result.metadata | {
+        "version": "lgbm-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+    }
     for name, content in ((MODEL_FILE, text), (METADATA_FILE, json.dumps(metadata, indent=2))):
         tmp = model_dir / f".{name}.tmp"
         tmp.write_text(content, encoding="utf-8")

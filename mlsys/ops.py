@@ -8,6 +8,7 @@ stops exactly what `up` started and nothing else. Starting twice is harmless.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -35,7 +36,8 @@ class Service:
 
 
 # Each component describes how it is launched in its own `launch.py` (a module-level
-# `SERVICE`), in the order they start: the API before the UI and Airflow, which call it.
+# `SERVICE`, or a list `SERVICES`), in the order they start: the API before the UI and
+# Airflow, which call it.
 LAUNCHERS = ("service.launch", "frontend.launch", "pipelines.launch")
 
 
@@ -45,10 +47,12 @@ def services() -> list[Service]:
     found = []
     for module in LAUNCHERS:
         try:
-            found.append(importlib.import_module(module).SERVICE)
+            launcher = importlib.import_module(module)
         except ModuleNotFoundError as exc:
             if exc.name != module:  # the launcher exists but is broken: say so
                 raise
+            continue
+        found.extend(getattr(launcher, "SERVICES", None) or [launcher.SERVICE])
     return found
 
 
@@ -74,7 +78,9 @@ def database_up(settings: Settings) -> str:
         pg.ensure_database(server.dsn(), settings.app_db_name)
         pg.ensure_database(server.dsn(), settings.airflow_db_name)
         state = "started" if started else "already running"
-        where = f"embedded PostgreSQL {state} on {server.host}:{server.port} (log {server.log_file})"
+        where = (
+            f"embedded PostgreSQL {state} on {server.host}:{server.port} (log {server.log_file})"
+        )
     else:
         where = "PostgreSQL from DATABASE_URL (not started by us)"
     applied = migrate(settings.database_url)
@@ -144,22 +150,29 @@ def stop_service(settings: Settings, name: str, *, grace_s: float = 30.0) -> str
     _pid_file(settings, name).unlink(missing_ok=True)
     if pid is None:
         return None
+    import psutil
+
+    # Children may start sessions of their own (Airflow does): collect the whole tree first.
     try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
         return f"{name}: was not running"
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return f"{name}: stopped"
-        time.sleep(0.5)
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    return f"{name}: killed after {grace_s:.0f} s"
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    for proc in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.terminate()
+    _, alive = psutil.wait_procs(tree, timeout=grace_s)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+    return (
+        f"{name}: stopped"
+        if not alive
+        else f"{name}: {len(alive)} processes killed after {grace_s:.0f} s"
+    )
 
 
 def up(settings: Settings) -> list[str]:
@@ -173,7 +186,9 @@ def down(settings: Settings) -> list[str]:
     lines = [line for s in reversed(services()) if (line := stop_service(settings, s.name))]
     if settings.embedded_postgres:
         stopped = pg.stop(embedded_server(settings))
-        lines.append("embedded PostgreSQL: stopped" if stopped else "embedded PostgreSQL: not running")
+        lines.append(
+            "embedded PostgreSQL: stopped" if stopped else "embedded PostgreSQL: not running"
+        )
     return lines
 
 
@@ -182,12 +197,17 @@ def status(settings: Settings) -> list[str]:
     if settings.embedded_postgres:
         server = embedded_server(settings)
         state = "running" if pg.is_running(server) else "stopped"
-        lines.append(f"embedded PostgreSQL: {state} ({server.host}:{server.port}, data {server.data_dir})")
+        lines.append(
+            f"embedded PostgreSQL: {state} ({server.host}:{server.port}, data {server.data_dir})"
+        )
     else:
         lines.append("PostgreSQL: external (DATABASE_URL)")
     for service in services():
         pid = service_pid(settings, service.name)
-        lines.append(f"{service.name}: " + (f"running, pid {pid}, {service.url(settings)}" if pid else "stopped"))
+        lines.append(
+            f"{service.name}: "
+            + (f"running, pid {pid}, {service.url(settings)}" if pid else "stopped")
+        )
     return lines
 
 

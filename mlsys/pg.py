@@ -136,7 +136,9 @@ def start(server: EmbeddedServer, *, timeout_s: float = 60.0) -> bool:
         capture_output=True, text=True, user=user, check=False,
     )  # fmt: skip
     if result.returncode != 0:
-        tail = server.log_file.read_text(errors="replace")[-2000:] if server.log_file.exists() else ""
+        tail = (
+            server.log_file.read_text(errors="replace")[-2000:] if server.log_file.exists() else ""
+        )
         raise PostgresError(f"PostgreSQL did not start: {result.stderr.strip()}\n{tail}")
     return True
 

@@ -85,9 +85,7 @@ def file_anomalies(stats, schema_path: Path) -> list[FileAnomaly]:
     import tensorflow_data_validation as tfdv
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-    anomalies = tfdv.validate_statistics(
-        stats, load_schema(str(schema_path)), environment=SERVING
-    )
+    anomalies = tfdv.validate_statistics(stats, load_schema(str(schema_path)), environment=SERVING)
     found = [
         FileAnomaly(
             feature=name,

@@ -66,7 +66,9 @@ def unreadable_result(path: Path, message: str) -> dict[str, Any]:
         "unusable": True,
         "parse_error": message,
         "bad_rows": {},
-        "issues": [_issue(rule, "", "file", rows, f"{rowchecks.RULE_DESCRIPTIONS[rule]}: {message}")],
+        "issues": [
+            _issue(rule, "", "file", rows, f"{rowchecks.RULE_DESCRIPTIONS[rule]}: {message}")
+        ],
         "tfdv_anomalies": [],
         "drift": [],
         "feature_stats": [],
@@ -107,7 +109,15 @@ def validate_file(path: Path, config: ValidationConfig) -> dict[str, Any]:
         level = "file" if rule in file_rules else "row"
         issues.append(_issue(rule, column, level, rows, rowchecks.RULE_DESCRIPTIONS[rule]))
     if checks.rows_total == 0:
-        issues.append(_issue(rowchecks.EMPTY_FILE, "", "file", 0, rowchecks.RULE_DESCRIPTIONS[rowchecks.EMPTY_FILE]))
+        issues.append(
+            _issue(
+                rowchecks.EMPTY_FILE,
+                "",
+                "file",
+                0,
+                rowchecks.RULE_DESCRIPTIONS[rowchecks.EMPTY_FILE],
+            )
+        )
 
     anomalies, feature_stats, drift = [], [], []
     if checks.rows_total > 0 and not checks.unusable:
@@ -184,7 +194,9 @@ def _windowed_drift(good, config: ValidationConfig) -> list[dict[str, Any]]:
     from mlsys import tfdv_validate as tv
 
     frames, rows = [good], len(good)
-    recent = sorted(config.good_data_dir.glob("*.csv"), key=lambda p: p.stat().st_mtime, reverse=True)
+    recent = sorted(
+        config.good_data_dir.glob("*.csv"), key=lambda p: p.stat().st_mtime, reverse=True
+    )
     for path in recent:
         if rows >= config.drift_window_rows:
             break
@@ -203,7 +215,9 @@ def _windowed_drift(good, config: ValidationConfig) -> list[dict[str, Any]]:
     return [
         m.to_dict()
         | {
-            "status": ("drift" if m.value > m.threshold else "ok") if enough else "insufficient_data",
+            "status": ("drift" if m.value > m.threshold else "ok")
+            if enough
+            else "insufficient_data",
             "window_rows": len(window),
         }
         for m in measures

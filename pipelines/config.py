@@ -1,0 +1,82 @@
+"""Settings of the pipelines (Airflow DAGs and the TFDV worker), from environment variables.
+
+Standard library only: imported by the DAG files at parse time, in the `airflow` environment,
+and by the validation code in the `tfdv` environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from mlsys.config import ROOT, ConfigError, Settings, get_settings, load_settings
+
+CRITICALITIES = ("none", "low", "medium", "high")
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    core: Settings
+    tfdv_python: Path
+    tfdv_worker_port: int
+    tfdv_worker_url: str
+    teams_webhook_url: str | None
+    teams_format: str  # 'adaptive' (Workflows webhooks) | 'messagecard' (legacy connectors)
+    alert_min_criticality: str
+    report_base_url: str
+    drift_window_rows: int
+    drift_min_rows: int
+    predict_batch_size: int
+
+    @property
+    def processing_dir(self) -> Path:
+        """Claimed raw files wait here while a run validates and splits them."""
+        return self.core.data_dir / "processing"
+
+
+def _int(env: dict[str, str], name: str, default: int, low: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < low:
+        raise ConfigError(f"{name}={raw!r} must be an integer >= {low}")
+    return int(raw)
+
+
+def load_pipeline_settings(env: dict[str, str] | None = None) -> PipelineSettings:
+    core = get_settings() if env is None else load_settings(env)
+    env = dict(os.environ if env is None else env)
+    worker_port = _int(env, "TFDV_WORKER_PORT", 8793, 1)
+    venvs = Path(env.get("VENV_DIR", "").strip() or ROOT / ".venvs")
+    teams_format = env.get("TEAMS_FORMAT", "adaptive").strip().lower() or "adaptive"
+    if teams_format not in ("adaptive", "messagecard"):
+        raise ConfigError(f"TEAMS_FORMAT={teams_format!r} must be 'adaptive' or 'messagecard'")
+    level = env.get("ALERT_MIN_CRITICALITY", "low").strip().lower() or "low"
+    if level not in CRITICALITIES:
+        raise ConfigError(
+            f"ALERT_MIN_CRITICALITY={level!r} must be one of {', '.join(CRITICALITIES)}"
+        )
+    return PipelineSettings(
+        core=core,
+        tfdv_python=Path(env.get("TFDV_PYTHON", "").strip() or venvs / "tfdv" / "bin" / "python"),
+        tfdv_worker_port=worker_port,
+        tfdv_worker_url=(
+            env.get("TFDV_WORKER_URL", "").strip().rstrip("/") or f"http://127.0.0.1:{worker_port}"
+        ),
+        teams_webhook_url=env.get("TEAMS_WEBHOOK_URL", "").strip() or None,
+        teams_format=teams_format,
+        alert_min_criticality=level,
+        report_base_url=(
+            env.get("REPORT_BASE_URL", "").strip() or f"{core.api_url}/reports"
+        ).rstrip("/"),
+        drift_window_rows=_int(env, "DRIFT_WINDOW_ROWS", 300, 1),
+        drift_min_rows=_int(env, "DRIFT_MIN_ROWS", 200, 1),
+        predict_batch_size=_int(env, "PREDICT_BATCH_SIZE", 500, 1),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_pipeline_settings() -> PipelineSettings:
+    return load_pipeline_settings()

@@ -1,0 +1,69 @@
+"""Ingest one raw file a minute: claim it, validate it with TFDV, then in parallel save its
+statistics, alert on it and split it into good and bad data. Logic: pipelines/ingestion/."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import dag, task
+from airflow.sdk.exceptions import AirflowSkipException
+
+from pipelines.config import get_pipeline_settings
+
+TFDV_PYTHON = str(get_pipeline_settings().tfdv_python)
+
+
+@dag(
+    dag_id="ingest_data",
+    schedule="* * * * *",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    # Claims are atomic, so two runs may overlap safely when validation is slow.
+    max_active_runs=2,
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=15)},
+    tags=["ingestion", "data-quality"],
+    doc_md=__doc__,
+)
+def ingest_data():
+    @task
+    def read_data() -> dict:
+        from pipelines.ingestion import tasks
+
+        claimed = tasks.read_data(get_pipeline_settings())
+        if claimed is None:
+            raise AirflowSkipException("raw-data has no file to ingest")
+        return claimed | {"config": tasks.validation_config(get_pipeline_settings()),
+                          "worker_url": get_pipeline_settings().tfdv_worker_url}  # fmt: skip
+
+    @task.external_python(python=TFDV_PYTHON, expect_airflow=False)
+    def validate_data(claimed: dict) -> dict:
+        from pipelines.ingestion.tfdv_worker import validate_claimed
+
+        return validate_claimed(claimed["path"], claimed["config"], claimed["worker_url"])
+
+    @task
+    def save_statistics(result: dict) -> int:
+        from pipelines.ingestion import tasks
+
+        return tasks.save_statistics(get_pipeline_settings(), result)
+
+    @task
+    def send_alerts(result: dict) -> dict:
+        from pipelines.ingestion import tasks
+
+        return tasks.send_alerts(get_pipeline_settings(), result)
+
+    @task
+    def split_and_save_data(claimed: dict, result: dict) -> dict:
+        from pipelines.ingestion import tasks
+
+        return tasks.split_and_save_data(get_pipeline_settings(), claimed, result)
+
+    claimed = read_data()
+    result = validate_data(claimed)
+    save_statistics(result)
+    send_alerts(result)
+    split_and_save_data(claimed, result)
+
+
+ingest_data()

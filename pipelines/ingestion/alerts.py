@@ -1,0 +1,133 @@
+"""Microsoft Teams alerts for ingested files.
+
+Office 365 connectors were retired at the end of 2025; their replacement, Workflows webhooks,
+takes an Adaptive Card wrapped in a message and answers 202. That is the default; the legacy
+MessageCard (built with pymsteams) is kept for older set-ups (TEAMS_FORMAT=messagecard). Any 2xx
+answer counts as delivered. Values from the data are escaped: Teams renders markdown in both.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+COLORS = {"none": "2E7D32", "low": "689F38", "medium": "EF6C00", "high": "C62828"}
+ADAPTIVE_COLORS = {"none": "Good", "low": "Good", "medium": "Warning", "high": "Attention"}
+LEVELS = ("none", "low", "medium", "high")
+TOP_ISSUES = 5
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<&])")
+
+
+class AlertDeliveryError(RuntimeError):
+    """The webhook answered something other than 2xx, or could not be reached."""
+
+
+def escape(value: Any) -> str:
+    """Text from the data, made inert for Teams' markdown and HTML rendering."""
+    text = str(value).replace("\r", " ").replace("\n", " ")
+    text = _MARKDOWN.sub(r"\\\1", text)
+    return text.replace("<", "&lt;").replace(">", "&gt;") if "<" in text or ">" in text else text
+
+
+def should_alert(criticality: str, minimum: str) -> bool:
+    return LEVELS.index(criticality) >= LEVELS.index(minimum) and criticality != "none"
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    lines = [
+        f"{result['rows_invalid']} of {result['rows_total']} rows invalid",
+    ]
+    if result.get("parse_error"):
+        lines.append(f"parse error: {escape(result['parse_error'])}")
+    issues = sorted(result["issues"], key=lambda i: -i["row_count"])[:TOP_ISSUES]
+    for issue in issues:
+        where = f" in {escape(issue['column'])}" if issue["column"] else ""
+        lines.append(f"{escape(issue['error_type'])}{where}: {issue['row_count']} rows")
+    drifting = [d for d in result["drift"] if d["status"] == "drift"]
+    if drifting:
+        lines.append(
+            "drift: " + ", ".join(f"{escape(d['feature'])} {d['value']:.2f}" for d in drifting)
+        )
+    return lines
+
+
+def adaptive_card(result: dict[str, Any], report_url: str) -> dict[str, Any]:
+    crit = result["criticality"]
+    body = [
+        {"type": "TextBlock", "size": "Large", "weight": "Bolder", "wrap": True,
+         "text": f"Data quality: {crit.upper()} - {escape(result['file'])}",
+         "color": ADAPTIVE_COLORS[crit]},
+        {"type": "FactSet", "facts": [
+            {"title": "Criticality", "value": crit},
+            {"title": "Rows", "value": str(result["rows_total"])},
+            {"title": "Invalid rows", "value": str(result["rows_invalid"])},
+        ]},
+        {"type": "TextBlock", "wrap": True, "text": "\n\n".join(f"- {x}" for x in summary_lines(result))},
+    ]  # fmt: skip
+    return {
+        "type": "message",
+        "attachments": [
+            {
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": None,
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.4",
+                    "body": body,
+                    "actions": [
+                        {"type": "Action.OpenUrl", "title": "Open the report", "url": report_url}
+                    ],
+                },
+            }
+        ],
+    }
+
+
+def message_card(result: dict[str, Any], report_url: str) -> dict[str, Any]:
+    import pymsteams
+
+    card = pymsteams.connectorcard(hookurl="")
+    card.title(f"Data quality: {result['criticality'].upper()} - {escape(result['file'])}")
+    card.summary(f"Data quality {result['criticality']}")
+    card.text("<br>".join(summary_lines(result)))
+    card.color(COLORS[result["criticality"]])
+    card.addLinkButton("Open the report", report_url)
+    return card.payload
+
+
+def build_payload(result: dict[str, Any], report_url: str, fmt: str) -> dict[str, Any]:
+    return (
+        adaptive_card(result, report_url) if fmt == "adaptive" else message_card(result, report_url)
+    )
+
+
+def post(url: str, payload: dict[str, Any], *, timeout_s: float = 10.0) -> int:
+    import requests
+
+    try:
+        answer = requests.post(url, json=payload, timeout=timeout_s)
+    except requests.RequestException as exc:
+        raise AlertDeliveryError(f"Teams webhook unreachable: {type(exc).__name__}") from exc
+    if not 200 <= answer.status_code < 300:
+        raise AlertDeliveryError(
+            f"Teams webhook answered {answer.status_code}: {answer.text[:200]}"
+        )
+    return answer.status_code
+
+
+def send_alert(
+    result: dict[str, Any], *, report_url: str, webhook_url: str | None, fmt: str, minimum: str
+) -> dict[str, Any]:
+    """Post the alert if the file deserves one; never fails for a missing webhook."""
+    if not should_alert(result["criticality"], minimum):
+        return {"sent": False, "reason": f"criticality {result['criticality']} below {minimum}"}
+    payload = build_payload(result, report_url, fmt)
+    if not webhook_url:
+        log.warning("no TEAMS_WEBHOOK_URL configured; alert not sent: %s", summary_lines(result))
+        return {"sent": False, "reason": "no webhook configured"}
+    status = post(webhook_url, payload)
+    return {"sent": True, "status": status, "format": fmt}

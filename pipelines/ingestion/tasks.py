@@ -1,0 +1,62 @@
+"""The bodies of the `ingest_data` tasks that run in the `airflow` environment."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+from mlsys.db import psycopg2_dsn
+from pipelines.config import PipelineSettings
+from pipelines.ingestion import alerts, claim, report, split, store
+
+
+def read_data(ps: PipelineSettings, rng: random.Random | None = None) -> dict[str, Any] | None:
+    """Claim one random raw file; None when raw-data has no file."""
+    path = claim.claim_random_file(ps.core.raw_data_dir, ps.processing_dir, rng)
+    if path is None:
+        return None
+    return {"path": str(path), "file": path.name}
+
+
+def validation_config(ps: PipelineSettings) -> dict[str, Any]:
+    from pipelines.ingestion.validate import ValidationConfig
+
+    return ValidationConfig(
+        schema_path=ps.core.schema_path,
+        training_stats_path=ps.core.training_stats_path,
+        target=ps.core.target_column,
+        good_data_dir=ps.core.good_data_dir,
+        drift_window_rows=ps.drift_window_rows,
+        drift_min_rows=ps.drift_min_rows,
+    ).to_dict()
+
+
+def report_url(ps: PipelineSettings, file_name: str) -> str:
+    return f"{ps.report_base_url}/{report.report_name(file_name)}"
+
+
+def save_statistics(ps: PipelineSettings, result: dict[str, Any]) -> int:
+    return store.save_statistics(
+        psycopg2_dsn(ps.core.database_url), result, report_path=report.report_name(result["file"])
+    )
+
+
+def send_alerts(ps: PipelineSettings, result: dict[str, Any]) -> dict[str, Any]:
+    path = report.write_report(result, ps.core.reports_dir)
+    outcome = alerts.send_alert(
+        result,
+        report_url=report_url(ps, result["file"]),
+        webhook_url=ps.teams_webhook_url,
+        fmt=ps.teams_format,
+        minimum=ps.alert_min_criticality,
+    )
+    return outcome | {"report": str(path)}
+
+
+def split_and_save_data(
+    ps: PipelineSettings, claimed: dict[str, Any], result: dict[str, Any]
+) -> dict[str, Any]:
+    return split.split_file(
+        Path(claimed["path"]), result, ps.core.good_data_dir, ps.core.bad_data_dir
+    )
