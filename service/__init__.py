@@ -1,0 +1,1 @@
+"""The model service: FastAPI on uvicorn (see docs/service.md and docs/api.md)."""

@@ -1,0 +1,86 @@
+"""Settings of the model service, from environment variables (defaults in `.env.example`).
+
+The core settings (database URL, model folder, host and port) come from `mlsys.config`; this
+class holds only what the service alone needs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+from mlsys.config import ConfigError
+
+
+def _int(env: dict[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is outside [{low}, {high}]")
+    return value
+
+
+def _float(env: dict[str, str], name: str, default: float, *, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is outside [{low}, {high}]")
+    return value
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    # uvicorn worker processes; each loads the model itself after the fork.
+    workers: int
+    # Threads doing database work in each worker, each holding its own connection, so the
+    # "pool" can never be smaller than the thread pool (ARCHITECTURE.md: "pool exhausted").
+    db_pool_size: int
+    # Seconds to wait for a connection: a database that is down must give a quick 503.
+    db_connect_timeout_s: int
+    # Server-side limit per statement, so that no request can hold a connection forever.
+    db_statement_timeout_ms: int
+    max_batch_records: int
+    max_body_bytes: int
+    past_predictions_max_limit: int
+    # Threads LightGBM may use for a batch (single rows always use one: faster, fork-safe).
+    batch_predict_threads: int
+    # How long the model-loading retry waits after a failure before trying again.
+    model_retry_s: float
+    # uvicorn's access log: one line per request costs throughput (measured in bench/).
+    access_log: bool
+
+
+def load_service_settings(env: dict[str, str] | None = None) -> ServiceSettings:
+    env = dict(os.environ if env is None else env)
+    return ServiceSettings(
+        workers=_int(env, "API_WORKERS", 2, low=1, high=64),
+        db_pool_size=_int(env, "API_DB_POOL_SIZE", 4, low=1, high=256),
+        db_connect_timeout_s=_int(env, "API_DB_CONNECT_TIMEOUT_S", 2, low=1, high=60),
+        db_statement_timeout_ms=_int(
+            env, "API_DB_STATEMENT_TIMEOUT_MS", 30_000, low=0, high=3_600_000
+        ),
+        max_batch_records=_int(env, "MAX_BATCH_RECORDS", 10_000, low=1, high=1_000_000),
+        max_body_bytes=_int(env, "MAX_BODY_BYTES", 8 * 1024 * 1024, low=1024, high=1 << 31),
+        past_predictions_max_limit=_int(
+            env, "PAST_PREDICTIONS_MAX_LIMIT", 1000, low=1, high=100_000
+        ),
+        batch_predict_threads=_int(env, "API_BATCH_PREDICT_THREADS", 1, low=1, high=64),
+        model_retry_s=_float(env, "API_MODEL_RETRY_S", 5.0, low=0.0, high=3600.0),
+        access_log=_int(env, "API_ACCESS_LOG", 0, low=0, high=1) == 1,
+    )
+
+
+@lru_cache(maxsize=1)
+def get_service_settings() -> ServiceSettings:
+    return load_service_settings()

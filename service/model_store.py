@@ -1,0 +1,72 @@
+"""The model as the service holds it: loaded inside each worker, checked against the schema.
+
+A missing or mismatched model does not stop the service from starting: `/health` says what is
+wrong and `/predict` answers 503, and the service retries loading (at most every
+API_MODEL_RETRY_S seconds), so that `make train` is enough to bring predictions back.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from mlsys import model as mlmodel
+from mlsys.features import FeatureSpec
+
+
+class ModelUnavailable(RuntimeError):
+    """No usable model: the message says why (missing, unreadable, other features)."""
+
+
+def check_matches_spec(metadata: dict, spec: FeatureSpec) -> None:
+    """The model must have been trained on the features (and category codes) we serve."""
+    trained = [
+        (f["name"], f["kind"], list(f.get("values") or [])) for f in metadata.get("features", [])
+    ]
+    serving = [(f.name, f.kind.value, list(f.values)) for f in spec.features]
+    if trained != serving:
+        trained_names = [t[0] for t in trained]
+        if trained_names != spec.names:
+            why = f"features {trained_names} differ from the schema's {spec.names}"
+        else:
+            why = "the categories of some features differ from the schema's"
+        raise ModelUnavailable(
+            f"the model was trained on another feature spec ({why}): run `make train`"
+        )
+
+
+class ModelStore:
+    def __init__(self, model_dir: Path, spec: FeatureSpec, *, retry_s: float):
+        self.model_dir = model_dir
+        self.spec = spec
+        self.retry_s = retry_s
+        self._model: mlmodel.LoadedModel | None = None
+        self._error = "not loaded yet"
+        self._last_try = -float("inf")
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        try:
+            loaded = mlmodel.load(self.model_dir)
+            check_matches_spec(loaded.metadata, self.spec)
+        # Any failure (missing file, corrupt text, LightGBM error, other features) means the
+        # same thing to a client, "no usable model", and its message says which.
+        except Exception as exc:
+            self._error = str(exc) or type(exc).__name__
+            self._model = None
+        else:
+            self._model, self._error = loaded, ""
+        self._last_try = time.monotonic()
+
+    def get(self) -> mlmodel.LoadedModel:
+        """The loaded model, or `ModelUnavailable` (after a retry if the last one is old)."""
+        model = self._model
+        if model is not None:
+            return model
+        with self._lock:
+            if self._model is None and time.monotonic() - self._last_try >= self.retry_s:
+                self.load()
+            if self._model is None:
+                raise ModelUnavailable(self._error)
+            return self._model

@@ -1,0 +1,226 @@
+"""The `/predict` and `/past-predictions` use cases as plain functions (routes only wire them).
+
+They run in a database thread of `service.db.Database` (validation and prediction included, so
+that a 10,000-record batch never blocks the event loop) and raise `RequestError`,
+`ModelUnavailable` or `DatabaseUnavailable`, which the routes turn into 4xx and 503 answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import numpy as np
+import orjson
+
+from mlsys.model import LoadedModel
+from service import store
+from service.db import Database
+from service.model_store import ModelStore
+from service.validation import (
+    FieldError,
+    PredictRequest,
+    RecordValidator,
+    RequestError,
+    parse_predict_request,
+)
+
+PAST_SOURCES = ("webapp", "scheduled", "all")
+
+
+def _predict(
+    model: LoadedModel, matrix: np.ndarray, *, batch_threads: int
+) -> tuple[list[float], list[str]]:
+    if len(matrix) > 1 and batch_threads > 1:
+        proba = model.booster.predict(matrix, num_threads=batch_threads)
+    else:
+        proba = model.predict_proba(matrix)
+    positive, negative = model.positive_label, model.negative_label
+    # Plain floats: numpy scalars would print as `np.float64(...)` in COPY and JSON.
+    probabilities = proba.tolist()
+    return probabilities, [positive if p >= 0.5 else negative for p in probabilities]
+
+
+def predict(
+    body: bytes,
+    *,
+    validator: RecordValidator,
+    models: ModelStore,
+    db: Database,
+    max_records: int,
+    batch_threads: int = 1,
+) -> dict[str, Any]:
+    """Validate the whole body, predict, store exactly once, answer in the records' order."""
+    request = parse_predict_request(body, validator, max_records=max_records)
+    model = models.get()
+    if request.source == "scheduled":
+        return db.transaction(lambda conn: _predict_scheduled(conn, request, model, batch_threads))
+    probabilities, labels = _predict(model, request.matrix, batch_threads=batch_threads)
+    new = [
+        store.NewPrediction(features=f, prediction=label, probability=p)
+        for f, label, p in zip(request.records, labels, probabilities, strict=True)
+    ]
+    stored = db.transaction(
+        lambda conn: store.insert_predictions(
+            conn, source=request.source, model_version=model.version, predictions=new
+        )
+    )
+    return {
+        "model_version": model.version,
+        "stored": len(stored),
+        "already_stored": 0,
+        "predictions": stored,
+    }
+
+
+def _predict_scheduled(
+    conn, request: PredictRequest, model: LoadedModel, batch_threads: int
+) -> dict[str, Any]:
+    """Rows of the file already stored are returned as stored; only the others are written."""
+    source_file, rows = request.source_file, request.source_rows
+    assert source_file is not None and rows is not None
+    store.lock_source_file(conn, source_file)
+    existing = store.stored_rows(conn, source_file=source_file, rows=rows)
+    conflicts = [
+        (i, row)
+        for i, (row, record) in enumerate(zip(rows, request.records, strict=True))
+        if row in existing and existing[row]["features"] != record
+    ]
+    if conflicts:
+        # Answering with the stored prediction would silently drop the new data.
+        raise RequestError(
+            409,
+            f"{len(conflicts)} rows of {source_file!r} are already stored with other features; "
+            "nothing was stored (a file's rows are predicted once: send a new file name)",
+            [
+                FieldError(
+                    i,
+                    "source_rows",
+                    row,
+                    f"row {row} of {source_file!r} is stored with other features",
+                )
+                for i, row in conflicts
+            ],
+        )
+    missing = [i for i, row in enumerate(rows) if row not in existing]
+    inserted: list[dict[str, Any]] = []
+    if missing:
+        probabilities, labels = _predict(
+            model, request.matrix[missing], batch_threads=batch_threads
+        )
+        inserted = store.insert_predictions(
+            conn,
+            source="scheduled",
+            model_version=model.version,
+            source_file=source_file,
+            predictions=[
+                store.NewPrediction(
+                    features=request.records[i], prediction=label, probability=p, source_row=rows[i]
+                )
+                for i, label, p in zip(missing, labels, probabilities, strict=True)
+            ],
+        )
+    by_row = existing | {p["source_row"]: p for p in inserted}
+    return {
+        "model_version": model.version,
+        "stored": len(inserted),
+        "already_stored": len(rows) - len(inserted),
+        "predictions": [by_row[row] for row in rows],
+    }
+
+
+# --- past predictions ---------------------------------------------------------------------
+def parse_instant(name: str, raw: str, *, end: bool) -> datetime:
+    """An ISO date or datetime as a UTC instant bound; a date as `end` covers its whole day.
+
+    Returns an inclusive lower bound for `start` and an exclusive upper bound for `end`
+    (timestamps are stored to the microsecond, so "up to and including t" is "< t + 1 µs").
+    """
+    text = raw.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime.combine(day, time.min, tzinfo=UTC)
+            return moment + timedelta(days=1) if end else moment
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise RequestError(
+            422,
+            f"{name} must be an ISO date (2026-11-26) or datetime (2026-11-26T07:00:00Z)",
+            [FieldError(None, name, raw[:100], "is not an ISO date or datetime")],
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)  # documented: times without a zone are UTC
+    return moment + timedelta(microseconds=1) if end else moment
+
+
+def encode_cursor(created_at: datetime, pid: int) -> str:
+    raw = orjson.dumps([created_at.isoformat(), pid])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        ts, pid = orjson.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        moment = datetime.fromisoformat(ts)
+        if type(pid) is not int or moment.tzinfo is None:
+            raise ValueError(cursor)
+    except (ValueError, TypeError, UnicodeEncodeError, binascii.Error, orjson.JSONDecodeError):
+        raise RequestError(
+            422,
+            "cursor is not one this service issued: pass next_cursor from the previous page as it is",
+            [FieldError(None, "cursor", cursor[:100], "is not a valid cursor")],
+        ) from None
+    return moment, pid
+
+
+def past_query(
+    *,
+    start: str | None,
+    end: str | None,
+    source: str,
+    limit: int,
+    cursor: str | None,
+    max_limit: int,
+) -> store.PastQuery:
+    """Check and convert the query parameters of `/past-predictions`."""
+    errors: list[FieldError] = []
+    if source not in PAST_SOURCES:
+        errors.append(
+            FieldError(None, "source", source[:100], "must be 'webapp', 'scheduled' or 'all'")
+        )
+    if not 1 <= limit <= max_limit:
+        errors.append(FieldError(None, "limit", limit, f"must be between 1 and {max_limit}"))
+    if errors:
+        raise RequestError(
+            422, "invalid query parameters: " + ", ".join(str(e.field) for e in errors), errors
+        )
+    lower = parse_instant("start", start, end=False) if start else None
+    upper = parse_instant("end", end, end=True) if end else None
+    if lower is not None and upper is not None and lower >= upper:
+        raise RequestError(
+            422,
+            f"start ({start}) is after end ({end})",
+            [FieldError(None, "start", start, "must not be after end")],
+        )
+    return store.PastQuery(
+        start=lower,
+        end_before=upper,
+        source=None if source == "all" else source,
+        limit=limit,
+        after=decode_cursor(cursor) if cursor else None,
+    )
+
+
+def past_predictions(db: Database, query: store.PastQuery) -> dict[str, Any]:
+    """One page, newest first, and the cursor of the next page (None on the last one)."""
+    page = dataclasses.replace(query, limit=query.limit + 1)  # one more: is there a next page?
+    rows = db.transaction(lambda conn: store.past_predictions(conn, page))
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
+    return {"items": rows, "next_cursor": next_cursor}

@@ -1,0 +1,205 @@
+"""SQL of the service: storing predictions exactly once, reading them back page by page.
+
+Functions take an open psycopg2 connection inside a transaction (`Database.transaction`
+commits); every value travels as a bound parameter or through COPY, never in the SQL text.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+# Above this many rows COPY beats one INSERT ... RETURNING (measured: bench/service_bench.py).
+COPY_THRESHOLD = 20
+_COLUMNS = "id, created_at, source, features, prediction, probability, model_version, source_file, source_row"
+
+
+@dataclass(frozen=True)
+class NewPrediction:
+    features: dict[str, Any]
+    prediction: str
+    probability: float
+    source_row: int | None = None
+
+
+class StoredConflict(Exception):
+    """Rows of a file are already stored with other features than the ones sent again."""
+
+    def __init__(self, rows: list[int]):
+        super().__init__(rows)
+        self.rows = rows
+
+
+def _row_dict(row: tuple) -> dict[str, Any]:
+    pid, created_at, source, features, prediction, probability, version, source_file, source_row = (
+        row
+    )
+    return {
+        "id": pid,
+        "created_at": created_at,
+        "source": source,
+        "features": features,
+        "prediction": prediction,
+        "probability": probability,
+        "model_version": version,
+        "source_file": source_file,
+        "source_row": source_row,
+    }
+
+
+def _copy_text(value: str) -> str:
+    """Escape a value for COPY's text format (backslash, tab, newline, carriage return)."""
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        value = (
+            value.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
+    return value
+
+
+def insert_predictions(
+    conn,
+    *,
+    source: str,
+    model_version: str,
+    predictions: list[NewPrediction],
+    source_file: str | None = None,
+) -> list[dict[str, Any]]:
+    """Insert new predictions; returns them as stored (id, created_at), in the given order."""
+    if not predictions:
+        return []
+    with conn.cursor() as cur:
+        if len(predictions) < COPY_THRESHOLD:
+            stamped = []
+            for p in predictions:
+                cur.execute(
+                    """INSERT INTO predictions (source, features, prediction, probability,
+                                                model_version, source_file, source_row)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id, created_at""",
+                    (
+                        source,
+                        orjson.dumps(p.features).decode(),
+                        p.prediction,
+                        p.probability,
+                        model_version,
+                        source_file,
+                        p.source_row,
+                    ),
+                )
+                stamped.append(cur.fetchone())
+            ids = [pid for pid, _ in stamped]
+            created = [ts for _, ts in stamped]
+        else:
+            ids, created = _copy_predictions(cur, source, model_version, predictions, source_file)
+    return [
+        {
+            "id": pid,
+            "created_at": created_at,
+            "source": source,
+            "features": p.features,
+            "prediction": p.prediction,
+            "probability": p.probability,
+            "model_version": model_version,
+            "source_file": source_file,
+            "source_row": p.source_row,
+        }
+        for pid, created_at, p in zip(ids, created, predictions, strict=True)
+    ]
+
+
+def _copy_predictions(
+    cur, source: str, model_version: str, predictions: list[NewPrediction], source_file: str | None
+) -> tuple[list[int], list[datetime]]:
+    """COPY many rows at once (ARCHITECTURE.md: COPY 103k rows/s, one INSERT per row 1k)."""
+    # COPY cannot return the ids, so take them from the sequence first; `now()` is the
+    # transaction's start, the same value the column default gives every row.
+    cur.execute(
+        "SELECT now(), array(SELECT nextval('predictions_id_seq') FROM generate_series(1, %s))",
+        (len(predictions),),
+    )
+    created_at, ids = cur.fetchone()
+    head = f"\t{_copy_text(source)}\t"
+    file_column = "\\N" if source_file is None else _copy_text(source_file)
+    version = _copy_text(model_version)
+    buf = io.StringIO()
+    write = buf.write
+    dumps = orjson.dumps
+    for pid, p in zip(ids, predictions, strict=True):
+        row = "\\N" if p.source_row is None else str(p.source_row)
+        features = _copy_text(dumps(p.features).decode())
+        write(
+            f"{pid}{head}{features}\t{_copy_text(p.prediction)}\t{p.probability!r}"
+            f"\t{version}\t{file_column}\t{row}\n"
+        )
+    buf.seek(0)
+    cur.copy_expert(
+        "COPY predictions (id, source, features, prediction, probability, model_version,"
+        " source_file, source_row) FROM STDIN",
+        buf,
+    )
+    return ids, [created_at] * len(ids)
+
+
+def lock_source_file(conn, source_file: str) -> None:
+    """Serialise concurrent calls for one file until COMMIT (a retried DAG run racing itself)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (source_file,))
+
+
+def stored_rows(conn, *, source_file: str, rows: list[int]) -> dict[int, dict[str, Any]]:
+    """The predictions already stored for these rows of a file, by row."""
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT {_COLUMNS} FROM predictions WHERE source_file = %s AND source_row = ANY(%s)",
+            (source_file, rows),
+        )
+        return {r[-1]: _row_dict(r) for r in cur.fetchall()}
+
+
+def ping(conn) -> None:
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        cur.fetchone()
+
+
+@dataclass(frozen=True)
+class PastQuery:
+    start: datetime | None  # inclusive
+    end_before: datetime | None  # exclusive
+    source: str | None  # None: every source
+    limit: int
+    after: tuple[datetime, int] | None = None  # keyset: rows strictly older than this
+
+
+def past_predictions(conn, q: PastQuery) -> list[dict[str, Any]]:
+    """Newest first, keyset-paginated on (created_at, id), served by the two time indexes.
+
+    psycopg2 binds the values client-side, so the planner sees constants and drops the
+    `IS NULL OR` branches that do not apply: one statement covers every filter combination.
+    """
+    after_ts, after_id = q.after if q.after else (None, None)
+    with conn.cursor() as cur:
+        cur.execute(
+            f"""SELECT {_COLUMNS} FROM predictions
+                WHERE (%(start)s::timestamptz IS NULL OR created_at >= %(start)s)
+                  AND (%(end)s::timestamptz IS NULL OR created_at < %(end)s)
+                  AND (%(source)s::text IS NULL OR source = %(source)s)
+                  AND (%(after_ts)s::timestamptz IS NULL OR (created_at, id) < (%(after_ts)s, %(after_id)s))
+                ORDER BY created_at DESC, id DESC
+                LIMIT %(limit)s""",
+            {
+                "start": q.start,
+                "end": q.end_before,
+                "source": q.source,
+                "after_ts": after_ts,
+                "after_id": after_id,
+                "limit": q.limit,
+            },
+        )
+        return [_row_dict(r) for r in cur.fetchall()]

@@ -1,0 +1,404 @@
+"""Strict parsing and validation of `POST /predict` bodies against the feature spec.
+
+One pass over the records both validates them and encodes them into the float matrix the model
+takes, so that a 10,000-record batch costs one Python loop. Every problem of every record is
+collected, so that one 422 answer names them all; nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from mlsys.features import FeatureSpec, Kind
+
+SOURCES = ("webapp", "scheduled")
+BODY_FIELDS = ("source", "records", "source_file", "source_rows")
+# Listing more than this many problems helps nobody and could make the answer huge.
+MAX_LISTED_ERRORS = 1000
+MAX_SOURCE_FILE_CHARS = 1024
+MAX_SOURCE_ROW = 2**31 - 1  # the column is a PostgreSQL integer
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem: `record` is the index in `records` (None for the body itself)."""
+
+    record: int | None
+    field: str | None
+    value: Any
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "record": self.record,
+            "field": self.field,
+            "value": self.value,
+            "message": self.message,
+        }
+
+
+class RequestError(Exception):
+    """A request the service refuses; becomes `{detail, errors}` with `status`."""
+
+    def __init__(self, status: int, detail: str, errors: list[FieldError] | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors or []
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"detail": self.detail}
+        if self.errors:
+            body["errors"] = [e.to_dict() for e in self.errors[:MAX_LISTED_ERRORS]]
+            body["error_count"] = len(self.errors)
+        return body
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    source: str
+    # Normalised records: exactly the spec's features, integral floats turned into ints.
+    records: list[dict[str, Any]]
+    # The records encoded for the model, one row per record, columns in spec order.
+    matrix: np.ndarray
+    source_file: str | None = None
+    source_rows: list[int] | None = field(default=None)
+
+
+def shown(value: Any) -> Any:
+    """The offending value as the answer repeats it: short enough to read, JSON-safe."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN/inf: say it in words
+    if isinstance(value, str):
+        return value if len(value) <= 100 else value[:100] + "..."
+    if isinstance(value, dict | list):
+        text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+        return value if len(text) <= 200 else text[:200] + "..."
+    return value
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else repr(number)
+
+
+def parse_json(body: bytes) -> Any:
+    """Parse a JSON body; malformed JSON is a 400 naming where it breaks.
+
+    orjson refuses NaN, Infinity and numbers that overflow a double. Such a body is otherwise
+    well-formed, so it is parsed again with the standard library, which keeps those values
+    as non-finite floats: the validation then names the record and field that hold them.
+    """
+    if not body.strip():
+        raise RequestError(400, "the request body is empty: send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:
+            return json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise RequestError(400, f"the request body is not valid JSON: {exc}") from None
+
+
+class _Column:
+    __slots__ = ("name", "kind", "codes", "low", "high", "required", "domain_text")
+
+    def __init__(self, name, kind, codes, low, high, required, domain_text):
+        self.name = name
+        self.kind = kind
+        self.codes = codes
+        self.low = low
+        self.high = high
+        self.required = required
+        self.domain_text = domain_text
+
+
+class RecordValidator:
+    """Validates and encodes records against one feature spec (built once per process)."""
+
+    def __init__(self, spec: FeatureSpec):
+        self.spec = spec
+        self.names = spec.names
+        self.name_set = frozenset(self.names)
+        self.columns = [
+            _Column(
+                f.name,
+                f.kind,
+                f.code_of() if f.is_categorical else None,
+                f.minimum,
+                f.maximum,
+                f.required,
+                ", ".join(repr(v) for v in f.values),
+            )
+            for f in spec.features
+        ]
+
+    def _unknown_field_message(self) -> str:
+        listed = ", ".join(self.names) if len(self.names) <= 30 else "see GET /model-info"
+        return f"is not a feature of the model (the features are: {listed})"
+
+    def check_value(self, col: _Column, value: Any) -> tuple[float, Any, str | None]:
+        """(encoded value, normalised value, error message or None) for one field."""
+        if value is _MISSING:
+            if col.required:
+                return math.nan, None, "is required but missing"
+            return math.nan, None, None
+        if value is None:
+            if col.required:
+                return math.nan, None, "is required and must not be null"
+            return math.nan, None, None
+        if col.kind is Kind.CATEGORICAL:
+            if type(value) is not str:
+                return (
+                    math.nan,
+                    value,
+                    f"must be a string, one of {col.domain_text}; got {_json_type(value)}",
+                )
+            code = col.codes.get(value)
+            if code is None:
+                return math.nan, value, f"{value!r} is not one of {col.domain_text}"
+            return float(code), value, None
+        if type(value) is bool or not isinstance(value, int | float):
+            expected = "an integer" if col.kind is Kind.INTEGER else "a number"
+            return math.nan, value, f"must be {expected}, got {_json_type(value)}"
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                return math.nan, value, f"{value} is not allowed: send a finite number"
+            if col.kind is Kind.INTEGER:
+                if not value.is_integer():
+                    return math.nan, value, f"must be an integer, got {value!r}"
+                value = int(value)
+        if col.low is not None and value < col.low:
+            return math.nan, value, f"{_fmt(value)} is below the minimum {_fmt(col.low)}"
+        if col.high is not None and value > col.high:
+            return math.nan, value, f"{_fmt(value)} is above the maximum {_fmt(col.high)}"
+        return float(value), value, None
+
+    def validate(
+        self, records: list[Any]
+    ) -> tuple[list[dict[str, Any]], np.ndarray, list[FieldError]]:
+        """Normalised records, their encoded matrix and every problem found (all records)."""
+        errors: list[FieldError] = []
+        normalised: list[dict[str, Any]] = []
+        rows: list[list[float]] = []
+        columns = self.columns
+        name_set = self.name_set
+        check = self.check_value
+        for i, record in enumerate(records):
+            if type(record) is not dict:
+                errors.append(
+                    FieldError(
+                        i,
+                        None,
+                        shown(record),
+                        f"a record must be a JSON object, got {_json_type(record)}",
+                    )
+                )
+                continue
+            if record.keys() != name_set:
+                for extra in sorted(k for k in record if k not in name_set):
+                    errors.append(
+                        FieldError(i, extra, shown(record[extra]), self._unknown_field_message())
+                    )
+            row: list[float] = []
+            clean: dict[str, Any] = {}
+            ok = True
+            for col in columns:
+                encoded, value, message = check(col, record.get(col.name, _MISSING))
+                if message is not None:
+                    ok = False
+                    errors.append(FieldError(i, col.name, shown(value), message))
+                row.append(encoded)
+                clean[col.name] = value
+            if ok:
+                rows.append(row)
+                normalised.append(clean)
+        if errors:
+            return [], np.empty((0, len(columns))), errors
+        return normalised, np.array(rows, dtype=np.float64).reshape(len(rows), len(columns)), errors
+
+
+def parse_predict_request(
+    body: bytes, validator: RecordValidator, *, max_records: int
+) -> PredictRequest:
+    """Parse and validate a whole `/predict` body; raises `RequestError` (4xx) on any problem."""
+    payload = parse_json(body)
+    if type(payload) is not dict:
+        raise RequestError(
+            422,
+            f"the body must be a JSON object with 'source' and 'records', got {_json_type(payload)}",
+        )
+    errors: list[FieldError] = []
+    for key in payload:
+        if key not in BODY_FIELDS:
+            errors.append(
+                FieldError(
+                    None,
+                    key,
+                    shown(payload[key]),
+                    f"unknown field; the body takes {', '.join(BODY_FIELDS)}",
+                )
+            )
+    source = payload.get("source", _MISSING)
+    if source is _MISSING:
+        errors.append(FieldError(None, "source", None, "is required: 'webapp' or 'scheduled'"))
+    elif source not in SOURCES or type(source) is not str:
+        errors.append(FieldError(None, "source", shown(source), "must be 'webapp' or 'scheduled'"))
+
+    records = payload.get("records", _MISSING)
+    if records is _MISSING or records is None:
+        errors.append(
+            FieldError(
+                None, "records", None, "is required: a list of records (one record: a list of one)"
+            )
+        )
+        records = None
+    elif type(records) is not list:
+        errors.append(
+            FieldError(
+                None,
+                "records",
+                shown(records),
+                f"must be a list of records, got {_json_type(records)}",
+            )
+        )
+        records = None
+    elif not records:
+        errors.append(FieldError(None, "records", [], "is empty: send at least one record"))
+        records = None
+    elif len(records) > max_records:
+        raise RequestError(
+            422,
+            f"a batch of {len(records)} records is over the maximum of {max_records} "
+            "(MAX_BATCH_RECORDS): split it into smaller batches",
+            [
+                FieldError(
+                    None,
+                    "records",
+                    f"<{len(records)} records>",
+                    f"at most {max_records} records per request",
+                )
+            ],
+        )
+
+    source_file, source_rows = _check_provenance(payload, source, records, errors)
+    if errors:
+        raise RequestError(422, _summary_of_body_errors(errors), errors)
+
+    clean, matrix, record_errors = validator.validate(records)
+    if record_errors:
+        bad = len({e.record for e in record_errors})
+        raise RequestError(
+            422, f"{bad} of {len(records)} records are invalid; nothing was stored", record_errors
+        )
+    return PredictRequest(
+        source=source,
+        records=clean,
+        matrix=matrix,
+        source_file=source_file,
+        source_rows=source_rows,
+    )
+
+
+def _summary_of_body_errors(errors: list[FieldError]) -> str:
+    fields = ", ".join(dict.fromkeys(str(e.field) for e in errors))
+    return f"the request body is invalid ({fields}); nothing was stored"
+
+
+def _check_provenance(
+    payload: dict[str, Any], source: Any, records: list[Any] | None, errors: list[FieldError]
+) -> tuple[str | None, list[int] | None]:
+    """`source_file`/`source_rows`: required for scheduled calls, refused for the web app."""
+    source_file = payload.get("source_file")
+    source_rows = payload.get("source_rows")
+    if source == "webapp":
+        for name, value in (("source_file", source_file), ("source_rows", source_rows)):
+            if value is not None:
+                errors.append(
+                    FieldError(None, name, shown(value), "is only for source 'scheduled'")
+                )
+        return None, None
+    if source != "scheduled":
+        return None, None
+    ok = True
+    if type(source_file) is not str or not source_file.strip():
+        errors.append(
+            FieldError(
+                None,
+                "source_file",
+                shown(source_file),
+                "is required for source 'scheduled': the file name",
+            )
+        )
+        ok = False
+    elif len(source_file) > MAX_SOURCE_FILE_CHARS or "\x00" in source_file:
+        errors.append(
+            FieldError(
+                None,
+                "source_file",
+                shown(source_file),
+                f"must be at most {MAX_SOURCE_FILE_CHARS} characters, without NUL characters",
+            )
+        )
+        ok = False
+    if type(source_rows) is not list:
+        errors.append(
+            FieldError(
+                None,
+                "source_rows",
+                shown(source_rows),
+                "is required for source 'scheduled': the row number of each record in the file",
+            )
+        )
+        return None, None
+    bad_rows = [
+        (i, r)
+        for i, r in enumerate(source_rows)
+        if type(r) is not int or not 0 <= r <= MAX_SOURCE_ROW
+    ]
+    for i, r in bad_rows[:MAX_LISTED_ERRORS]:
+        errors.append(
+            FieldError(
+                i, "source_rows", shown(r), f"must be an integer between 0 and {MAX_SOURCE_ROW}"
+            )
+        )
+    if bad_rows:
+        return None, None
+    if records is not None and len(source_rows) != len(records):
+        errors.append(
+            FieldError(
+                None,
+                "source_rows",
+                f"<{len(source_rows)} rows>",
+                f"has {len(source_rows)} row numbers for {len(records)} records: one per record",
+            )
+        )
+        return None, None
+    if len(set(source_rows)) != len(source_rows):
+        seen: set[int] = set()
+        dupes = sorted({r for r in source_rows if r in seen or seen.add(r)})
+        errors.append(
+            FieldError(None, "source_rows", dupes[:20], "names the same row more than once")
+        )
+        return None, None
+    return (source_file if ok else None), source_rows
