@@ -173,10 +173,11 @@ def _check_column(feature: Feature, raw: pd.Series) -> tuple[pd.Series, pd.Serie
         hi = _number_text(feature.maximum)
         messages[high] = raw[high].map(lambda v: f"{v} is above the maximum {hi}")
     bad = messages != ""
-    if feature.kind is Kind.INTEGER:
-        values = numbers.map(lambda x: None if pd.isna(x) else int(x)).astype("object")
-    else:
-        values = numbers.map(lambda x: None if pd.isna(x) else float(x)).astype("object")
+    cast = int if feature.kind is Kind.INTEGER else float
+    # Python ints and floats with None for a gap: what JSON needs (numpy types and NaN are not).
+    values = pd.Series(
+        [None if pd.isna(x) else cast(x) for x in numbers], index=raw.index, dtype="object"
+    )
     return values, bad, messages
 
 
