@@ -1,0 +1,5 @@
+import sys
+
+from error_injection.cli import main
+
+sys.exit(main())

@@ -1,0 +1,250 @@
+"""Split the data set into raw files, inject errors into some of them, write files + manifests.
+
+The contract with the ingestion (docs/error_injection.md): CSV files appear in the raw-data
+folder atomically (written under a temporary name that does not end in `.csv`, then renamed),
+and each file's manifest is written to a separate folder *before* the file itself, so the
+every-minute DAG never reads a half-written file and a manifest exists for every file it sees.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from error_injection import errors
+from mlsys.features import FeatureSpec
+
+MANIFEST_VERSION = 1
+
+
+class GenerationError(ValueError):
+    """Bad arguments or a data set we cannot split; nothing has been written."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run generates. Exactly one of `files` / `rows_per_file` is set."""
+
+    seed: int = 42
+    files: int | None = 20
+    rows_per_file: int | None = None
+    error_share: float = 0.5  # share of the files that get an error
+    row_share: float = 0.1  # share of the rows of a file a row-level error touches
+    types: tuple[str, ...] = field(default_factory=lambda: tuple(errors.REGISTRY))
+    prefix: str | None = None  # file names: <prefix>-0001.csv; default 'raw-s<seed>'
+
+    @property
+    def name_prefix(self) -> str:
+        return self.prefix if self.prefix is not None else f"raw-s{self.seed}"
+
+    def check(self) -> None:
+        if (self.files is None) == (self.rows_per_file is None):
+            raise GenerationError("give either a number of files or a number of rows per file")
+        if self.files is not None and self.files < 1:
+            raise GenerationError(f"the number of files must be at least 1, got {self.files}")
+        if self.rows_per_file is not None and self.rows_per_file < 1:
+            raise GenerationError(f"rows per file must be at least 1, got {self.rows_per_file}")
+        for name, share in (("error share", self.error_share), ("row share", self.row_share)):
+            if not 0.0 <= share <= 1.0:
+                raise GenerationError(f"the {name} must be between 0 and 1, got {share}")
+        if not self.types:
+            raise GenerationError("choose at least one error type")
+        unknown = [t for t in self.types if t not in errors.REGISTRY]
+        if unknown:
+            raise GenerationError(
+                f"unknown error type(s): {', '.join(unknown)}; known: {', '.join(errors.REGISTRY)}"
+            )
+        if self.prefix is not None and (not self.prefix or "/" in self.prefix):
+            raise GenerationError(f"the prefix must be a non-empty file name part: {self.prefix!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "files": self.files,
+            "rows_per_file": self.rows_per_file,
+            "error_share": self.error_share,
+            "row_share": self.row_share,
+            "types": list(self.types),
+        }
+
+
+@dataclass(frozen=True)
+class GeneratedFile:
+    name: str
+    content: bytes
+    manifest: dict[str, Any]
+
+    @property
+    def stem(self) -> str:
+        return Path(self.name).stem
+
+
+def load_source(dataset_path: Path, spec: FeatureSpec, target: str | None) -> pd.DataFrame:
+    """The data set's serving features (target dropped), in schema order, as object dtype."""
+    try:
+        frame = pd.read_csv(dataset_path)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise GenerationError(f"cannot read the data set {dataset_path}: {exc}") from exc
+    missing = [name for name in spec.names if name not in frame.columns]
+    if missing:
+        raise GenerationError(
+            f"the data set {dataset_path} lacks the schema's feature(s): {', '.join(missing)}"
+        )
+    if target and target in frame.columns:
+        frame = frame.drop(columns=[target])
+    return frame[spec.names].astype(object).reset_index(drop=True)
+
+
+def split(n_rows: int, *, files: int | None = None, rows_per_file: int | None = None):
+    """Half-open source row ranges, in data set order: `files` nearly equal parts, or parts of
+    `rows_per_file` rows (the last one shorter)."""
+    if n_rows < 1:
+        raise GenerationError("the data set has no row")
+    if files is not None:
+        if files > n_rows:
+            raise GenerationError(f"cannot split {n_rows} rows into {files} non-empty files")
+        bounds = [round(i * n_rows / files) for i in range(files + 1)]
+    elif rows_per_file is not None:
+        bounds = list(range(0, n_rows, rows_per_file)) + [n_rows]
+    else:
+        raise GenerationError("give either a number of files or a number of rows per file")
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def assign_errors(n_files: int, plan: Plan) -> list[str | None]:
+    """The error type of each file (None: clean). The types are dealt round-robin in a
+    seeded random order, so every chosen type appears once there are enough bad files."""
+    rng = np.random.default_rng(plan.seed)
+    n_bad = min(n_files, math.floor(plan.error_share * n_files + 0.5))
+    bad = rng.choice(n_files, size=n_bad, replace=False) if n_bad else []
+    order = [plan.types[int(i)] for i in rng.permutation(len(plan.types))]
+    chosen: list[str | None] = [None] * n_files
+    for k, index in enumerate(sorted(int(i) for i in bad)):
+        chosen[index] = order[k % len(order)]
+    return chosen
+
+
+def build(
+    source: pd.DataFrame,
+    spec: FeatureSpec,
+    plan: Plan,
+    *,
+    dataset_name: str = "",
+    progress: Callable[[Iterable[Any]], Iterable[Any]] = iter,
+) -> list[GeneratedFile]:
+    """Every file of the run, in memory: nothing is written if any injection fails."""
+    plan.check()
+    ranges = split(len(source), files=plan.files, rows_per_file=plan.rows_per_file)
+    chosen = assign_errors(len(ranges), plan)
+    width = max(4, len(str(len(ranges))))
+    built = []
+    for index in progress(range(len(ranges))):
+        start, stop = ranges[index]
+        name = f"{plan.name_prefix}-{index + 1:0{width}d}.csv"
+        chunk = source.iloc[start:stop].reset_index(drop=True)
+        error = chosen[index]
+        if error is None:
+            output = errors.Output(chunk)
+        else:
+            # One generator per file, seeded by (seed, file index): a file does not change
+            # when other files of the run are added or removed.
+            ctx = errors.Context(spec, np.random.default_rng([plan.seed, index]), plan.row_share)
+            try:
+                output = errors.inject(error, chunk, ctx)
+            except errors.NotApplicable as exc:
+                raise GenerationError(f"error type {error!r} cannot be injected: {exc}") from exc
+        built.append(
+            GeneratedFile(
+                name, output.render(), manifest(name, plan, dataset_name, (start, stop), output)
+            )
+        )
+    return built
+
+
+def manifest(
+    name: str, plan: Plan, dataset_name: str, source_rows: tuple[int, int], output: errors.Output
+) -> dict[str, Any]:
+    injections = [output.injection] if output.injection is not None else []
+    rows_written = 0 if output.raw == b"" else len(output.frame)
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "file": name,
+        "seed": plan.seed,
+        "dataset": dataset_name,
+        "source_rows": {"start": source_rows[0], "stop": source_rows[1]},
+        "rows_written": rows_written,
+        "clean": not injections,
+        "unusable": any(i.unusable for i in injections),
+        "drift": any(i.drift for i in injections),
+        "bad_rows": sorted({r for i in injections for r in i.rows}),
+        "injections": [i.to_dict() for i in injections],
+        "plan": plan.to_dict(),
+    }
+
+
+def write_atomic(path: Path, content: bytes) -> None:
+    """Write under a temporary name (not ending in .csv, so the DAG's glob skips it) and
+    rename: readers see the whole file or nothing."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def existing_outputs(
+    files: Sequence[GeneratedFile], out_dir: Path, manifest_dir: Path
+) -> list[Path]:
+    """Files or manifests of this run that are already there (a run with the same names)."""
+    found = []
+    for item in files:
+        for path in (out_dir / item.name, manifest_dir / f"{item.stem}.json"):
+            if path.exists():
+                found.append(path)
+    return found
+
+
+def write(
+    files: Sequence[GeneratedFile],
+    out_dir: Path,
+    manifest_dir: Path,
+    *,
+    overwrite: bool = False,
+    progress: Callable[[Iterable[Any]], Iterable[Any]] = iter,
+) -> None:
+    """Write every manifest, then its file. Refuses to replace earlier output unless asked:
+    the DAG may already have ingested files of those names."""
+    if out_dir.resolve() == manifest_dir.resolve():
+        raise GenerationError("manifests must not go to the raw-data folder the DAG empties")
+    if not overwrite:
+        clash = existing_outputs(files, out_dir, manifest_dir)
+        if clash:
+            shown = ", ".join(str(p) for p in clash[:3]) + (" ..." if len(clash) > 3 else "")
+            raise GenerationError(
+                f"{len(clash)} output(s) already exist ({shown}); choose another --seed or "
+                "--prefix, or pass --overwrite"
+            )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_dir.mkdir(parents=True, exist_ok=True)
+    for item in progress(files):
+        text = json.dumps(item.manifest, indent=2) + "\n"
+        write_atomic(manifest_dir / f"{item.stem}.json", text.encode("utf-8"))
+        write_atomic(out_dir / item.name, item.content)
+
+
+def read_manifests(manifest_dir: Path) -> Iterator[dict[str, Any]]:
+    for path in sorted(manifest_dir.glob("*.json")):
+        yield json.loads(path.read_text(encoding="utf-8"))
