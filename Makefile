@@ -61,5 +61,9 @@ lint: setup ## ruff check and format check
 format: setup ## ruff format
 	@$(VENV_DIR)/app/bin/ruff format . && $(VENV_DIR)/app/bin/ruff check --fix .
 
+.PHONY: raw-data
+raw-data: setup ## split the data set into DATA_DIR/raw-data with synthetic errors (RAW_DATA_ARGS="--help")
+	@$(APP_PY) -m error_injection generate $(RAW_DATA_ARGS)
+
 bench: setup ## run the benchmarks in bench/ and print their figures
 	@$(APP_PY) -m bench
