@@ -1,0 +1,81 @@
+"""The real model service (a uvicorn process of service.main) on a database of the UI tests' own.
+
+The UI tests count predictions, so they get their own migrated database on the session's
+embedded server (other tests write predictions too); each test starts from an empty table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from mlsys import pg
+from mlsys.db import migrate, psycopg2_dsn
+from tests.conftest import fresh_database
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def ui_database_url(pg_server: pg.EmbeddedServer) -> str:
+    url = fresh_database(pg_server, "mlsys_frontend_test")
+    migrate(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def api_url(
+    ui_database_url: str, trained_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """Base URL of a running service, started as `make up` starts it, on a free port."""
+    from service.launch import spawn, stop, wait_until_serving
+
+    port = pg.free_port()
+    base = tmp_path_factory.mktemp("api")
+    env = {
+        "DATABASE_URL": ui_database_url,
+        "MODEL_DIR": str(trained_model_dir),
+        "DATA_DIR": str(base / "data"),
+        "API_PORT": str(port),
+        "API_WORKERS": "1",  # 2-core CI machine; one worker serves these tests
+    }
+    proc = spawn(env, base / "api.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_serving(proc, url)
+        yield url
+    finally:
+        stop(proc)
+
+
+@pytest.fixture
+def ui_db(ui_database_url: str) -> Iterator[psycopg2.extensions.connection]:
+    """A connection to the UI tests' database, whose predictions table starts empty."""
+    conn = psycopg2.connect(psycopg2_dsn(ui_database_url))
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("TRUNCATE predictions")
+    yield conn
+    conn.close()
+
+
+def count_predictions(conn, source: str | None = None) -> int:
+    with conn.cursor() as cur:
+        if source is None:
+            cur.execute("SELECT count(*) FROM predictions")
+        else:
+            cur.execute("SELECT count(*) FROM predictions WHERE source = %s", (source,))
+        return cur.fetchone()[0]
+
+
+@pytest.fixture
+def artifacts(request: pytest.FixtureRequest) -> Path:
+    """test-artifacts/<test name>/ (git-ignored), emptied first: screenshots of this test."""
+    folder = ARTIFACTS / request.node.name.replace("[", "-").rstrip("]")
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    return folder

@@ -1,0 +1,310 @@
+"""Both pages under Streamlit's AppTest, against the real service and database.
+
+Expected predictions are computed here from the same trained model (mlsys.model), and what the
+page claims is checked against the rows in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from frontend import logic
+from frontend.api_client import ApiClient, parse_model_info
+from frontend.config import get_ui_settings
+from mlsys import model, pg
+from mlsys.features import get_feature_spec
+from tests.frontend.conftest import count_predictions
+
+APP = str(logic.__file__).replace("logic.py", "app.py")
+PAST = "app_pages/past_predictions.py"
+TIMEOUT = 60
+
+
+@pytest.fixture
+def use_api(monkeypatch: pytest.MonkeyPatch):
+    """Point the UI at a base URL (the settings and Streamlit's caches are per process)."""
+
+    def point(url: str, **env: str) -> None:
+        monkeypatch.setenv("API_URL", url)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        get_ui_settings.cache_clear()
+        st.cache_data.clear()
+
+    yield point
+    get_ui_settings.cache_clear()
+    st.cache_data.clear()
+
+
+@pytest.fixture(scope="module")
+def applications(settings) -> pd.DataFrame:
+    return pd.read_csv(settings.dataset_path).drop(columns=[settings.target_column])
+
+
+@pytest.fixture(scope="module")
+def expected(trained_model_dir, applications) -> pd.DataFrame:
+    """What the model says for every application: label and probability of the positive class."""
+    loaded = model.load(trained_model_dir)
+    proba = loaded.predict_proba(model.encode_frame(applications, get_feature_spec()))
+    return pd.DataFrame({"prediction": [loaded.label(p) for p in proba], "probability": proba})
+
+
+def app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+
+
+def assert_no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+
+
+# --- predict page: the form -------------------------------------------------------------------
+
+
+def fill_form(at: AppTest, record: dict) -> None:
+    for name, value in record.items():
+        widget = at.selectbox(key=f"predict_one_{name}") if isinstance(value, str) else None
+        if widget is not None:
+            widget.select(value)
+        else:
+            at.number_input(key=f"predict_one_{name}").set_value(int(value))
+
+
+def test_the_form_is_built_from_the_models_features(api_url, use_api):
+    use_api(api_url)
+    at = app()
+    assert_no_exception(at)
+    info = ApiClient(api_url).model_info()
+    selects = {w.label: w for w in at.selectbox}
+    numbers = {w.label: w for w in at.number_input}
+    for feature in info.features:
+        if feature.is_categorical:
+            assert selects[feature.name].options == list(feature.values)
+        else:
+            assert (numbers[feature.name].min, numbers[feature.name].max) == (
+                feature.minimum,
+                feature.maximum,
+            )
+    assert len(selects) + len(numbers) == len(info.features)
+
+
+def test_predict_one_application_from_the_form(api_url, use_api, ui_db, applications, expected):
+    use_api(api_url)
+    at = app()
+    record = applications.iloc[1].to_dict()
+    fill_form(at, record)
+    at.button(key="FormSubmitter:predict_one_form-Predict").click().run()
+    assert_no_exception(at)
+
+    want = expected.iloc[1]
+    [message] = [s.value for s in at.success]
+    assert message.startswith(f"Prediction: {want.prediction} (")
+    assert f"probability of 1: {want.probability:.2f}" in message
+    with ui_db.cursor() as cur:
+        cur.execute("SELECT id, source, prediction, features FROM predictions")
+        [(row_id, source, prediction, features)] = cur.fetchall()
+    assert (source, prediction) == ("webapp", want.prediction)
+    assert message.endswith(f"Stored as #{row_id}.")
+    assert features == {k: (v if isinstance(v, str) else int(v)) for k, v in record.items()}
+
+
+def test_an_incomplete_form_names_the_empty_fields_and_sends_nothing(api_url, use_api, ui_db):
+    use_api(api_url)
+    at = app()
+    at.selectbox(key="predict_one_sex").select("female")
+    at.number_input(key="predict_one_age").set_value(30)
+    at.button(key="FormSubmitter:predict_one_form-Predict").click().run()
+    [error] = [e.value for e in at.error]
+    assert error.startswith("Fill in every field first; empty: job, housing,")
+    assert "sex" not in error and "age" not in error
+    assert count_predictions(ui_db) == 0
+
+
+# --- predict page: a CSV ----------------------------------------------------------------------
+
+
+def upload(at: AppTest, name: str, data: bytes) -> AppTest:
+    at.file_uploader(key="predict_csv_file").set_value((name, data, "text/csv"))
+    return at.run()
+
+
+def test_predict_a_csv_in_chunks_with_summary_and_download(
+    api_url, use_api, ui_db, applications, expected
+):
+    use_api(api_url, UI_BATCH_RECORDS="300")  # 1000 rows: four requests
+    at = upload(app(), "applications.csv", applications.to_csv(index=False).encode())
+    assert_no_exception(at)
+    assert any("1000 rows, all valid" in m.value for m in at.markdown)
+    assert count_predictions(ui_db) == 0  # parsed and checked, nothing sent before the button
+
+    at.button(key="predict_csv_send").click().run()
+    assert_no_exception(at)
+    assert [s.value for s in at.success] == ["Predicted 1000 rows."]
+    summary, results = at.dataframe[0].value, at.dataframe[1].value
+    want = expected["prediction"].value_counts()
+    assert dict(zip(summary["class"], summary["count"], strict=True)) == {
+        "0": want.get("0", 0),
+        "1": want.get("1", 0),
+    }
+    assert len(results) == 1000
+    assert list(results["prediction"]) == list(expected["prediction"])
+    assert list(results["age"]) == list(applications["age"])
+    assert at.get("download_button")  # the results can be downloaded
+    with ui_db.cursor() as cur:
+        cur.execute("SELECT prediction, count(*) FROM predictions GROUP BY 1")
+        assert dict(cur.fetchall()) == {k: v for k, v in want.items()}
+
+    # Streamlit keeps the file across reruns (streamlit#7097): a rerun must not send it again.
+    at.run()
+    at.selectbox(key="predict_one_sex").select("male").run()
+    assert count_predictions(ui_db) == 1000
+    assert [s.value for s in at.success] == ["Predicted 1000 rows."]
+
+
+def _bad_types(frame: pd.DataFrame) -> bytes:
+    bad = frame.iloc[:50].astype(object)
+    bad.loc[2, "age"] = "forty"
+    bad.loc[10, "purpose"] = "yacht"
+    bad.loc[11, "credit_amount"] = -100
+    return bad.to_csv(index=False).encode()
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "expected"),
+    [
+        ("missing.csv", lambda f: f.drop(columns="age").to_csv(index=False).encode(),
+         "missing column: age"),
+        ("extra.csv", lambda f: f.assign(risk=1).to_csv(index=False).encode(),
+         "unexpected column: risk"),
+        ("types.csv", _bad_types,
+         "3 invalid values in 3 rows: age (row 3); purpose (row 11); credit_amount (row 12)"),
+        ("empty.csv", lambda f: b"", "The file is empty."),
+        ("photo.csv", lambda f: b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00", "not a CSV file"),
+        ("huge.csv", lambda f: pd.concat([f] * 30).to_csv(index=False).encode(),
+         "over the limit of 1 MB"),
+    ],
+)  # fmt: skip
+def test_a_bad_csv_is_refused_with_the_problem_and_nothing_is_sent(
+    api_url, use_api, ui_db, applications, name, make, expected
+):
+    use_api(api_url, UI_MAX_UPLOAD_MB="1")
+    at = upload(app(), name, make(applications))
+    assert_no_exception(at)
+    [error] = [e.value for e in at.error]
+    assert error.startswith(f"{name}: ")
+    assert expected in error
+    assert not [b for b in at.button if b.key == "predict_csv_send"]  # no way to send it
+    assert count_predictions(ui_db) == 0
+    if name == "types.csv":
+        problems = at.dataframe[0].value
+        assert list(zip(problems["row"], problems["column"], strict=True)) == [
+            (3, "age"),
+            (11, "purpose"),
+            (12, "credit_amount"),
+        ]
+
+
+def test_a_chunk_the_api_refuses_is_reported_with_rows_and_what_was_stored(
+    api_url, ui_db, applications
+):
+    """The API's own check, bypassing the UI's: chunk 1 is stored, chunk 2 refused whole."""
+    records = logic.parse_upload(
+        applications.iloc[:4].to_csv(index=False).encode(),
+        parse_model_info_features(api_url),
+        max_bytes=1 << 20,
+    ).records
+    records[3] = records[3] | {"age": 5}
+    with ApiClient(api_url) as api:
+        outcome = logic.send_in_chunks(api, records, chunk_size=2)
+    assert not outcome.complete and len(outcome.predictions) == 2
+    assert outcome.error.startswith("The API refused rows 3 to 4:")
+    assert outcome.error.endswith("Rows 1 to 2 were predicted and stored; rows 3 to 4 were not.")
+    assert [(p.row, p.column, p.value) for p in outcome.problems] == [(4, "age", "5")]
+    assert count_predictions(ui_db) == 2
+
+
+def parse_model_info_features(api_url: str):
+    with ApiClient(api_url) as api:
+        return parse_model_info(api._call("GET", "/model-info")).features
+
+
+# --- the API down -------------------------------------------------------------------------------
+
+
+def test_both_pages_say_the_api_is_down_without_a_stack_trace(use_api):
+    url = f"http://127.0.0.1:{pg.free_port()}"
+    use_api(url)
+    at = app()
+    assert_no_exception(at)
+    [error] = [e.value for e in at.error]
+    assert error.startswith(f"The model API at {url} is down or unreachable")
+    at.switch_page(PAST).run()
+    assert_no_exception(at)
+    assert [e.value for e in at.error] == [error]
+
+
+# --- past predictions ---------------------------------------------------------------------------
+
+
+def seed(api_url: str, conn, applications: pd.DataFrame) -> None:
+    """30 webapp predictions, 5 scheduled ones, and one webapp prediction of ten days ago."""
+    records = applications.iloc[:36].to_dict("records")
+    with ApiClient(api_url) as api:
+        api.predict(records[:30])
+        api._call(
+            "POST",
+            "/predict",
+            json={"source": "scheduled", "source_file": "part-0001.csv",
+                  "source_rows": list(range(5)), "records": records[30:35]},
+        )  # fmt: skip
+        [old] = api.predict(records[35:]).predictions
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE predictions SET created_at = now() - interval '10 days' WHERE id = %s",
+            (old.id,),
+        )
+
+
+def test_past_predictions_filter_by_source_and_date_and_page(api_url, use_api, ui_db, applications):
+    seed(api_url, ui_db, applications)
+    use_api(api_url)
+    at = app().switch_page(PAST).run()
+    assert_no_exception(at)
+    # Default: the last 7 days, every source.
+    assert any(m.value.startswith("**35 predictions** (all)") for m in at.markdown)
+    [chart] = at.get("vega_lite_chart")
+    assert "hour (UTC)" in chart.proto.spec  # 35 predictions of the last minutes: hourly bars
+    table = at.dataframe[0].value
+    assert len(table) == 35 and set(table["source"]) == {"webapp", "scheduled"}
+    assert {"age", "purpose", "prediction", "probability"} <= set(table.columns)
+
+    at.radio(key="past_source").set_value("scheduled predictions").run()
+    table = at.dataframe[0].value
+    assert sorted(table["source_row"]) == [0, 1, 2, 3, 4]
+    assert set(table["source_file"]) == {"part-0001.csv"}
+
+    at.radio(key="past_source").set_value("webapp").run()
+    at.selectbox(key="past_page_size").set_value(25).run()
+    assert len(at.dataframe[0].value) == 25
+    assert at.button(key="past_prev").disabled
+    at.button(key="past_next").click().run()
+    second = at.dataframe[0].value
+    assert len(second) == 5 and at.button(key="past_next").disabled
+    assert not set(second["id"]) & set(table["id"])
+    at.button(key="past_prev").click().run()
+    assert len(at.dataframe[0].value) == 25
+
+    today = datetime.now(UTC).date()
+    at.date_input(key="past_dates").set_value(
+        (today - timedelta(days=11), today - timedelta(days=9))
+    ).run()
+    [old] = at.dataframe[0].value.to_dict("records")
+    assert old["source"] == "webapp"
+
+    at.date_input(key="past_dates").set_value((today.replace(year=2020), today.replace(year=2020)))
+    at.run()
+    assert [i.value for i in at.info][0].startswith("No webapp predictions between 2020-")
