@@ -1,0 +1,179 @@
+"""Each generator does exactly what its manifest entry says, on real rows of the data set."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+from error_injection import errors
+from mlsys import rowchecks
+
+ROW_CELL_TYPES = ["missing_value", "unknown_category", "out_of_range", "string_in_numeric",
+                  "non_integer"]  # fmt: skip
+SEEDS = range(6)  # several seeds: each type picks its feature at random
+
+
+def run(name: str, source: pd.DataFrame, spec, seed: int, start: int = 0, rows: int = 50):
+    chunk = source.iloc[start : start + rows].reset_index(drop=True)
+    ctx = errors.Context(spec, np.random.default_rng(seed), row_share=0.1)
+    out = errors.inject(name, chunk, ctx)
+    return chunk, out, out.injection
+
+
+def as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """A frame as the ingestion reads a CSV: every cell text, nothing turned into NaN."""
+    return rowchecks.read_raw_csv(io.BytesIO(frame.to_csv(index=False).encode()))
+
+
+def read_back(content: bytes) -> pd.DataFrame:
+    return rowchecks.read_raw_csv(io.BytesIO(content))
+
+
+def test_the_registry_has_at_least_ten_documented_types_with_an_explicit_level():
+    assert len(errors.REGISTRY) >= 10
+    assert set(errors.ROW_LEVEL) | set(errors.FILE_LEVEL) == set(errors.REGISTRY)
+    assert len(errors.ROW_LEVEL) >= 6 and len(errors.FILE_LEVEL) >= 6
+    tfdv_names = set(anomalies_pb2.AnomalyInfo.Type.keys())
+    rules = set(rowchecks.RULE_DESCRIPTIONS)
+    for t in errors.REGISTRY.values():
+        assert t.level in ("row", "file"), t.name
+        assert len(t.description) > 30, f"{t.name} needs a docstring"
+        assert set(t.tfdv_anomalies) <= tfdv_names | {errors.DRIFT}, t.name
+        assert t.check in rules | {errors.DRIFT}, t.name
+        assert not (t.unusable and t.level == "row"), t.name
+        if not t.tfdv_anomalies:  # TFDV cannot see it: a rule of our own must
+            assert t.check in rules, t.name
+
+
+def test_an_unknown_type_gets_the_list_of_known_ones():
+    with pytest.raises(KeyError, match="known types: missing_value"):
+        errors.get("typo")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("name", ROW_CELL_TYPES)
+def test_cell_errors_change_exactly_the_cells_of_the_manifest(name, seed, source, spec):
+    chunk, out, inj = run(name, source, spec, seed, start=50 * seed)
+    before, after = as_text(chunk), read_back(out.render())
+    assert list(after.columns) == list(before.columns)
+    changed = before.ne(after)
+    cells = {(int(r), c) for r, c in zip(*np.nonzero(changed.to_numpy()), strict=True)}
+    cells = {(r, before.columns[c]) for r, c in cells}
+    assert cells == {(r, c) for r in inj.rows for c in inj.columns}
+    assert inj.level == "row" and len(inj.columns) == 1 and len(inj.rows) == 5
+    assert inj.expected_anomalies and set(inj.expected_anomalies) == set(inj.columns)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("name", list(errors.REGISTRY))
+def test_the_row_checks_flag_exactly_the_rows_of_the_manifest(name, seed, source, spec):
+    """What the ingestion's row checks (mlsys.rowchecks) will find, file by file."""
+    _, out, inj = run(name, source, spec, seed, start=50 * seed)
+    content = out.render()
+    try:
+        frame = read_back(content)
+    except (pd.errors.EmptyDataError, UnicodeDecodeError):
+        assert inj.unusable and inj.check in (rowchecks.EMPTY_FILE, rowchecks.UNREADABLE_FILE)
+        return
+    checks = rowchecks.check_rows(frame, spec)
+    if inj.unusable:
+        assert checks.unusable or checks.rows_total == 0, name
+        return
+    assert checks.bad_rows == list(inj.rows)
+    if inj.rows:
+        assert {r.rule for r in checks.reasons} == {inj.check}
+        assert {r.column for r in checks.reasons} == set(
+            inj.columns
+        ) or inj.check == "duplicate_row"
+    assert checks.unexpected_columns == (list(inj.columns) if name == "extra_column" else [])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_out_of_range_values_are_outside_the_schema_range(seed, source, spec):
+    chunk, out, inj = run("out_of_range", source, spec, seed)
+    feature = spec[inj.columns[0]]
+    values = pd.to_numeric(read_back(out.render())[feature.name].iloc[list(inj.rows)])
+    assert ((values < feature.minimum) | (values > feature.maximum)).all()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_unknown_categories_are_outside_the_domain(seed, source, spec):
+    _, out, inj = run("unknown_category", source, spec, seed)
+    feature = spec[inj.columns[0]]
+    values = read_back(out.render())[feature.name]
+    assert not set(values.iloc[list(inj.rows)]) & set(feature.values)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_duplicates_are_copies_of_earlier_rows_and_nothing_is_lost(seed, source, spec):
+    chunk, out, inj = run("duplicate_rows", source, spec, seed)
+    after = read_back(out.render())
+    assert len(after) == len(chunk) + len(inj.rows)
+    kept = after.drop(index=list(inj.rows)).reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, as_text(chunk))
+    for row in inj.rows:
+        earlier = after.iloc[:row]
+        assert (earlier == after.iloc[row]).all(axis=1).any(), row
+
+
+def test_missing_column_removes_exactly_that_column(source, spec):
+    chunk, out, inj = run("missing_column", source, spec, 1)
+    after = read_back(out.render())
+    assert list(after.columns) == [c for c in chunk.columns if c not in inj.columns]
+    assert inj.unusable and inj.rows == () and len(inj.columns) == 1
+
+
+def test_extra_column_leaves_the_rows_usable(source, spec):
+    chunk, out, inj = run("extra_column", source, spec, 1)
+    after = read_back(out.render())
+    assert list(after.columns) == [*inj.columns, *chunk.columns]
+    pd.testing.assert_frame_equal(after.drop(columns=list(inj.columns)), as_text(chunk))
+    assert not inj.unusable and inj.rows == ()
+
+
+def test_empty_and_header_only_files(source, spec):
+    _, out, inj = run("empty_file", source, spec, 1)
+    assert out.render() == b"" and inj.unusable
+    chunk, out, inj = run("header_only", source, spec, 1)
+    assert out.render().decode() == ",".join(chunk.columns) + "\n" and inj.unusable
+
+
+def test_wrong_delimiter_and_encoding_keep_the_rows_in_another_format(source, spec):
+    chunk, out, inj = run("wrong_delimiter", source, spec, 1)
+    text = pd.read_csv(io.BytesIO(out.render()), sep=";", dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(text, as_text(chunk))
+    assert list(read_back(out.render()).columns) == [";".join(chunk.columns)]
+    chunk, out, inj = run("wrong_encoding", source, spec, 1)
+    with pytest.raises(UnicodeDecodeError):
+        out.render().decode("utf-8")
+    assert out.render().decode("utf-16") == chunk.to_csv(index=False, lineterminator="\n")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_drift_changes_the_distribution_and_no_row_is_invalid(seed, source, spec):
+    for name in ("numeric_drift", "category_drift"):
+        chunk, out, inj = run(name, source, spec, seed, start=50 * seed)
+        before, after = as_text(chunk), read_back(out.render())
+        assert inj.drift and inj.rows == () and not inj.unusable
+        checks = rowchecks.check_rows(after, spec)
+        assert checks.bad_rows == [] and checks.unexpected_columns == []
+        changed = before.ne(after)
+        assert list(changed.columns[changed.any()]) == list(inj.columns)
+        column = inj.columns[0]
+        assert list(np.flatnonzero(changed[column].to_numpy())) == list(inj.changed_rows)
+        if name == "numeric_drift":
+            old, new = before[column].astype(float), after[column].astype(float)
+            assert abs(new.mean() - old.mean()) >= old.std(ddof=0), column
+        else:
+            assert after[column].value_counts(normalize=True).iloc[0] >= errors.CATEGORY_SHIFT_SHARE
+
+
+def test_the_same_seed_gives_the_same_injection(source, spec):
+    for name in errors.REGISTRY:
+        first, second = run(name, source, spec, 7), run(name, source, spec, 7)
+        assert first[1].render() == second[1].render(), name
+        assert first[2] == second[2], name
