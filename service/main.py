@@ -114,6 +114,14 @@ def create_app(
     async def _no_model(request: Request, exc: ModelUnavailable) -> Response:
         return json_response({"detail": f"no model available: {exc}"}, 503)
 
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> Response:
+        # A bug, never the client's input: keep the JSON shape and log the traceback.
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return json_response(
+            {"detail": f"internal error ({type(exc).__name__}), logged by the service"}, 500
+        )
+
     @app.exception_handler(RequestValidationError)
     async def _bad_params(request: Request, exc: RequestValidationError) -> Response:
         errors = [

@@ -78,8 +78,14 @@ def shown(value: Any) -> Any:
         return str(value)  # JSON has no NaN/inf: say it in words
     if isinstance(value, str):
         return value if len(value) <= 100 else value[:100] + "..."
+    if type(value) is int and not -(2**63) <= value < 2**64:
+        return str(value)  # beyond what a JSON encoder (and a double) keeps exactly
     if isinstance(value, dict | list):
-        text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+        try:
+            text = orjson.dumps(value).decode()
+        except TypeError:  # holds a huge integer or a non-finite float
+            text = repr(value)
+            return text if len(text) <= 200 else text[:200] + "..."
         return value if len(text) <= 200 else text[:200] + "..."
     return value
 
@@ -198,6 +204,53 @@ class RecordValidator:
         self, records: list[Any]
     ) -> tuple[list[dict[str, Any]], np.ndarray, list[FieldError]]:
         """Normalised records, their encoded matrix and every problem found (all records)."""
+        matrix = self._validate_clean_batch(records)
+        if matrix is not None:
+            return records, matrix, []
+        return self._validate_each(records)
+
+    def _validate_clean_batch(self, records: list[Any]) -> np.ndarray | None:
+        """Column by column, for a batch with nothing to report or normalise (the usual case).
+
+        Much faster than `_validate_each` on 10,000 records (one list comprehension per
+        column, ranges checked with numpy). Returns None at the first surprise, and the
+        record-by-record pass then finds and explains every problem.
+        """
+        name_set = self.name_set
+        for record in records:
+            if type(record) is not dict or record.keys() != name_set:
+                return None
+        matrix = np.empty((len(records), len(self.columns)), dtype=np.float64)
+        for j, col in enumerate(self.columns):
+            values = [record[col.name] for record in records]
+            if col.kind is Kind.CATEGORICAL:
+                codes = col.codes
+                try:
+                    matrix[:, j] = [codes[v] for v in values]
+                except (KeyError, TypeError):  # unknown category, or a list/dict value
+                    return None
+                continue
+            if col.kind is Kind.INTEGER:
+                if not all(type(v) is int for v in values):
+                    return None
+            elif not all(type(v) is float or type(v) is int for v in values):
+                return None
+            try:
+                column = np.array(values, dtype=np.float64)
+            except OverflowError:
+                return None
+            if not np.isfinite(column).all():
+                return None
+            if col.low is not None and column.min() < col.low:
+                return None
+            if col.high is not None and column.max() > col.high:
+                return None
+            matrix[:, j] = column
+        return matrix
+
+    def _validate_each(
+        self, records: list[Any]
+    ) -> tuple[list[dict[str, Any]], np.ndarray, list[FieldError]]:
         errors: list[FieldError] = []
         normalised: list[dict[str, Any]] = []
         rows: list[list[float]] = []
