@@ -203,6 +203,10 @@ def _show(value: Any) -> str:
     return repr(value) if isinstance(value, str) else str(value)
 
 
+def _bound(value: float | None) -> str:
+    return "unbounded" if value is None else f"{value:g}"
+
+
 def _changes(before: pd.Series, after: pd.Series, rows: list[int]) -> str:
     pairs = [f"row {r}: {_show(before.iloc[r])} -> {_show(after.iloc[r])}" for r in rows[:5]]
     more = f" (+{len(rows) - 5} more)" if len(rows) > 5 else ""
@@ -296,8 +300,9 @@ def out_of_range(frame: pd.DataFrame, ctx: Context) -> Output:
             new = value * 100 if value * 100 > high else high + step
         out.at[row, feature.name] = _number(new, feature)
         used.add(side)
-    detail = f"{len(rows)} values of {feature.name!r} outside [{low}, {high}]: " + _changes(
-        frame[feature.name], out[feature.name], rows
+    detail = (
+        f"{len(rows)} values of {feature.name!r} outside [{_bound(low)}, {_bound(high)}]: "
+        + _changes(frame[feature.name], out[feature.name], rows)
     )
     injection = Injection(
         "out_of_range", ROW, tuple(rows), (feature.name,), detail,
@@ -376,7 +381,8 @@ def duplicate_rows(frame: pd.DataFrame, ctx: Context) -> Output:
         is_copy.insert(at, True)
     out = frame.iloc[order].reset_index(drop=True)
     rows = [i for i, copy in enumerate(is_copy) if copy]
-    pairs = ", ".join(f"row {r} copies source row {order[r]}" for r in rows[:5])
+    first = {source: i for i, source in reversed(list(enumerate(order)))}  # the originals
+    pairs = ", ".join(f"row {r} repeats row {first[order[r]]}" for r in rows[:5])
     detail = f"{len(rows)} duplicated rows inserted: {pairs}" + (
         f" (+{len(rows) - 5} more)" if len(rows) > 5 else ""
     )
@@ -499,8 +505,8 @@ def numeric_drift(frame: pd.DataFrame, ctx: Context) -> Output:
     out[feature.name] = [_number(v, feature) for v in shifted]
     changed = [i for i in range(len(frame)) if out.at[i, feature.name] != frame.at[i, feature.name]]
     detail = (
-        f"{feature.name!r} shifted by {direction * delta:+g} (clipped to [{feature.minimum}, "
-        f"{feature.maximum}]): mean {values.mean():.4g} -> {shifted.mean():.4g}; "
+        f"{feature.name!r} shifted by {direction * delta:+g} (clipped to "
+        f"[{_bound(feature.minimum)}, {_bound(feature.maximum)}]): mean {values.mean():.4g} -> {shifted.mean():.4g}; "
         f"{len(changed)} of {len(frame)} rows changed, none invalid"
     )
     injection = Injection(
