@@ -17,8 +17,10 @@ log = logging.getLogger(__name__)
 COLORS = {"none": "2E7D32", "low": "689F38", "medium": "EF6C00", "high": "C62828"}
 ADAPTIVE_COLORS = {"none": "Good", "low": "Good", "medium": "Warning", "high": "Attention"}
 LEVELS = ("none", "low", "medium", "high")
-TOP_ISSUES = 5
-_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<&])")
+TOP_ISSUES = 8
+# Characters that start markdown emphasis, links, code, headings or tables in Teams. Links
+# need `[`: escaping the brackets is enough to keep `[text](url)` from the data inert.
+_MARKDOWN = re.compile(r"([\\`*_\[\]#|~])")
 
 
 class AlertDeliveryError(RuntimeError):
@@ -29,7 +31,7 @@ def escape(value: Any) -> str:
     """Text from the data, made inert for Teams' markdown and HTML rendering."""
     text = str(value).replace("\r", " ").replace("\n", " ")
     text = _MARKDOWN.sub(r"\\\1", text)
-    return text.replace("<", "&lt;").replace(">", "&gt;") if "<" in text or ">" in text else text
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def should_alert(criticality: str, minimum: str) -> bool:
@@ -42,10 +44,19 @@ def summary_lines(result: dict[str, Any]) -> list[str]:
     ]
     if result.get("parse_error"):
         lines.append(f"parse error: {escape(result['parse_error'])}")
-    issues = sorted(result["issues"], key=lambda i: -i["row_count"])[:TOP_ISSUES]
-    for issue in issues:
+    examples: dict[tuple[str, str], str] = {}
+    for reasons in result["bad_rows"].values():
+        for x in reasons:
+            if x["value"]:
+                examples.setdefault((x["rule"], x["column"]), x["value"])
+    issues = sorted(result["issues"], key=lambda i: (-i["row_count"], i["error_type"]))
+    for issue in issues[:TOP_ISSUES]:
         where = f" in {escape(issue['column'])}" if issue["column"] else ""
-        lines.append(f"{escape(issue['error_type'])}{where}: {issue['row_count']} rows")
+        example = examples.get((issue["error_type"], issue["column"]))
+        eg = f' (e.g. "{escape(example[:60])}")' if example else ""
+        lines.append(f"{escape(issue['error_type'])}{where}: {issue['row_count']} rows{eg}")
+    if len(issues) > TOP_ISSUES:
+        lines.append(f"and {len(issues) - TOP_ISSUES} more issues in the report")
     drifting = [d for d in result["drift"] if d["status"] == "drift"]
     if drifting:
         lines.append(
@@ -96,7 +107,7 @@ def message_card(result: dict[str, Any], report_url: str) -> dict[str, Any]:
     card.text("<br>".join(summary_lines(result)))
     card.color(COLORS[result["criticality"]])
     card.addLinkButton("Open the report", report_url)
-    return card.payload
+    return {"@type": "MessageCard", "@context": "https://schema.org/extensions"} | card.payload
 
 
 def build_payload(result: dict[str, Any], report_url: str, fmt: str) -> dict[str, Any]:
