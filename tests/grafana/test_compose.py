@@ -1,0 +1,236 @@
+"""docker-compose.yml: valid by the Compose specification (dclint), and wired as intended.
+
+No Docker engine runs here (and the docker client has no `compose`), so the file is checked by
+a validator made for it and by reading its structure; docs/grafana.md lists what only a real
+`docker compose up` can show.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlsys.config import ROOT
+from tests.grafana.grafana_sql import PROVISIONING_DIR, load_yaml_dir
+
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+COMPOSE_TEXT = COMPOSE_FILE.read_text(encoding="utf-8")
+COMPOSE = yaml.safe_load(COMPOSE_TEXT)  # resolves the YAML anchors and `<<` merges
+SERVICES = COMPOSE["services"]
+DCLINT = "dclint@3.1.0"  # pinned: the rules and the bundled Compose schema do not move under us
+# Style rules we do not follow on purpose: services are listed in start-up order, keys for
+# reading, not alphabetically.
+STYLE_RULES = ["service-keys-order", "services-alphabetical-order", "top-level-properties-order"]
+REQUIRED_SECRETS = {
+    "POSTGRES_PASSWORD",
+    "GRAFANA_DB_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+    "AIRFLOW_JWT_SECRET",
+    "TEAMS_WEBHOOK_URL",
+}
+AIRFLOW_SERVICES = (
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-apiserver",
+    "airflow-triggerer",
+)
+
+
+def _dclint(path: Path, tmp_path: Path) -> tuple[int, list[dict]]:
+    if shutil.which("npx") is None or shutil.which("node") is None:
+        pytest.skip("npm/node are not installed: dclint (an npm package) cannot run")
+    report = tmp_path / "dclint.json"
+    args = ["npx", "--yes", DCLINT, str(path), "--formatter", "json", "--output-file", str(report)]
+    args += ["--disable-rule", *STYLE_RULES]
+    # Offline from npm's cache when it holds the pinned version; else one fetch of the tool.
+    for offline in ("true", "false"):
+        env = os.environ | {"npm_config_offline": offline, "npm_config_update_notifier": "false"}
+        done = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+        if report.exists():
+            break
+    assert report.exists(), f"dclint did not run: {done.stderr[-2000:]}"
+    messages = [m for f in json.loads(report.read_text()) for m in f.get("messages", [])]
+    return done.returncode, messages
+
+
+def test_compose_file_is_valid_by_the_compose_specification(tmp_path):
+    code, messages = _dclint(COMPOSE_FILE, tmp_path)
+    assert messages == [] and code == 0
+
+
+def test_dclint_does_report_a_broken_file(tmp_path):
+    """The validator is not a rubber stamp: an unknown key fails the same check."""
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(
+        COMPOSE_TEXT.replace("    restart: unless-stopped\n", "    restart_policy: always\n", 1)
+    )
+    code, messages = _dclint(broken, tmp_path)
+    assert code != 0
+    assert any("additional properties" in m["message"] for m in messages), messages
+
+
+def _one_shot(name: str) -> bool:
+    return SERVICES[name].get("restart") == "no"
+
+
+def test_long_running_services_are_health_checked_and_started_in_order():
+    for name, service in SERVICES.items():
+        if not _one_shot(name):
+            assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"
+        for needed, how in service.get("depends_on", {}).items():
+            assert needed in SERVICES, f"{name} depends on unknown {needed}"
+            expected = "service_completed_successfully" if _one_shot(needed) else "service_healthy"
+            assert how["condition"] == expected, f"{name} -> {needed}"
+    # The order itself: data before migrations before the API before the UI and the DAGs.
+    assert "postgres" in SERVICES["db-migrate"]["depends_on"]
+    assert {"db-migrate", "model-init"} <= set(SERVICES["api"]["depends_on"])
+    assert (
+        "api" in SERVICES["ui"]["depends_on"]
+        and "api" in SERVICES["airflow-scheduler"]["depends_on"]
+    )
+    for name in AIRFLOW_SERVICES:
+        assert "airflow-init" in SERVICES[name]["depends_on"]
+    assert "postgres" in SERVICES["grafana"]["depends_on"]
+
+
+def test_no_cycle_in_the_dependencies():
+    state: dict[str, str] = {}
+
+    def visit(name: str) -> None:
+        assert state.get(name) != "visiting", f"dependency cycle through {name}"
+        if state.get(name) == "done":
+            return
+        state[name] = "visiting"
+        for needed in SERVICES[name].get("depends_on", {}):
+            visit(needed)
+        state[name] = "done"
+
+    for name in SERVICES:
+        visit(name)
+
+
+def test_secrets_are_required_and_never_written():
+    for name in REQUIRED_SECRETS:
+        assert re.search(r"\$\{" + name + r":\?[^}]+\}", COMPOSE_TEXT), f"{name} is not required"
+    for service_name, service in SERVICES.items():
+        for key, value in (service.get("environment") or {}).items():
+            if re.search(r"PASSWORD|SECRET|WEBHOOK|FERNET", key):
+                assert "${" in str(value), f"{service_name}: {key} is written in the file"
+    assert not re.search(r"https://[^\s]*(webhook|logic\.azure|office)", COMPOSE_TEXT)
+
+
+def test_airflow_services_share_the_common_block():
+    common = COMPOSE["x-airflow-common"]
+    for name in (*AIRFLOW_SERVICES, "airflow-init"):
+        service = SERVICES[name]
+        assert service["image"] == common["image"] and service["build"] == common["build"]
+        assert service["environment"] == common["environment"], name
+        assert service["volumes"] == common["volumes"]
+    env = common["environment"]
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["TFDV_PYTHON"] == "/opt/tfdv-venv/bin/python"
+    assert {"scheduler", "dag-processor", "api-server", "triggerer"} <= {
+        str(SERVICES[n]["command"]).split()[-1]
+        if isinstance(SERVICES[n]["command"], str)
+        else SERVICES[n]["command"][-1].split()[-1]
+        for n in AIRFLOW_SERVICES
+    }
+
+
+def _pin(requirements: str, package: str) -> str:
+    text = (ROOT / "requirements" / requirements).read_text(encoding="utf-8")
+    return re.search(rf"^{re.escape(package)}==([\w.]+)", text, re.MULTILINE).group(1)
+
+
+def test_images_are_official_and_match_the_locked_versions():
+    airflow_file = (ROOT / "docker" / "airflow.Dockerfile").read_text(encoding="utf-8")
+    base = re.search(r"ARG AIRFLOW_IMAGE=apache/airflow:([\d.]+)-python3\.11", airflow_file)
+    assert base and base.group(1) == _pin("airflow.in", "apache-airflow")
+    assert "requirements/tfdv.txt" in airflow_file and "/opt/tfdv-venv" in airflow_file
+    assert COMPOSE["x-airflow-common"]["image"].endswith(base.group(1))
+    assert re.fullmatch(r"postgres:\d+", SERVICES["postgres"]["image"])
+    grafana = re.fullmatch(r"grafana/grafana:(\d+)\.\d+\.\d+", SERVICES["grafana"]["image"])
+    assert grafana and int(grafana.group(1)) >= 11, "Teams Workflows URLs need Grafana >= 11"
+    app_file = (ROOT / "docker" / "app.Dockerfile").read_text(encoding="utf-8")
+    assert "requirements/app.txt" in app_file and "FROM python:3.11" in app_file
+    for name in ("api", "ui", "db-migrate", "model-init"):
+        assert SERVICES[name]["build"]["dockerfile"] == "docker/app.Dockerfile"
+
+
+def _variables_the_code_reads() -> set[str]:
+    pattern = re.compile(r"""(?:\.get\(|\(\s*env\s*,\s*)["']([A-Z][A-Z0-9_]+)["']""")
+    found = set()
+    for folder in ("mlsys", "service", "frontend", "pipelines", "training"):
+        for path in (ROOT / folder).rglob("*.py"):
+            found |= set(pattern.findall(path.read_text(encoding="utf-8")))
+    return found
+
+
+def _mount(volume: str) -> tuple[str, str]:
+    """(container path, source) of a short-syntax volume whose source may hold `${A:-b}`."""
+    match = re.fullmatch(r"(\$\{[^}]*\}|[^:]+):([^:]+)(?::ro|:rw)?", volume)
+    assert match, volume
+    return match.group(2), match.group(1)
+
+
+def _references(text: str) -> set[str]:
+    """Variables a file interpolates: `${NAME}`, `${NAME:-x}`, `${NAME:?x}`; not `$${...}`
+    (an escaped dollar) nor what comments mention."""
+    lines = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    return set(re.findall(r"(?<!\$)\$\{([A-Z][A-Z0-9_]*)[:}]", "\n".join(lines)))
+
+
+def test_our_services_get_the_variables_of_the_native_set_up():
+    read = _variables_the_code_reads()
+    for name in ("api", "ui", "db-migrate", "model-init", *AIRFLOW_SERVICES):
+        env = SERVICES[name]["environment"]
+        ours = {k for k in env if not k.startswith("AIRFLOW__")}
+        assert ours <= read, f"{name} sets variables no code reads: {sorted(ours - read)}"
+        assert env["DATA_DIR"] == "/data" and env["DATABASE_URL"].startswith("postgresql://")
+    for name in ("api", *AIRFLOW_SERVICES):
+        mounts = dict(_mount(v) for v in SERVICES[name]["volumes"])
+        assert mounts.get("/data") == "${HOST_DATA_DIR:-./data}", name  # one folder for all
+
+
+def test_grafana_gets_every_variable_its_provisioning_reads():
+    referenced = set()
+    for folder in ("datasources", "alerting", "dashboards"):
+        for path in (PROVISIONING_DIR / folder).glob("*.yaml"):
+            referenced |= _references(path.read_text(encoding="utf-8"))
+    grafana = SERVICES["grafana"]
+    assert referenced and referenced <= set(grafana["environment"]), referenced - set(
+        grafana["environment"]
+    )
+    assert "./grafana-provisioning:/etc/grafana/provisioning:ro" in grafana["volumes"]
+    (dashboards,) = load_yaml_dir("dashboards").values()
+    assert dashboards["providers"][0]["options"]["path"].startswith("/etc/grafana/provisioning/")
+
+
+def test_published_ports_default_to_the_native_ones(settings):
+    from mlsys.config import load_settings
+
+    defaults = load_settings({})
+    expected = {
+        "api": defaults.api_port,
+        "ui": defaults.ui_port,
+        "airflow-apiserver": defaults.airflow_port,
+    }
+    for name, port in expected.items():
+        (published,) = SERVICES[name]["ports"]
+        assert re.fullmatch(rf"127\.0\.0\.1:\$\{{[A-Z_]+:-{port}\}}:{port}", published), published
+
+
+def test_every_variable_the_file_reads_is_documented():
+    documented = set(
+        re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.MULTILINE)
+    )
+    used = _references(COMPOSE_TEXT)
+    missing = used - documented - _variables_the_code_reads()
+    assert not missing, f"add to .env.example: {sorted(missing)}"
