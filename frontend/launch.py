@@ -30,6 +30,8 @@ def command(settings: Settings, *, python: Path | None = None) -> list[str]:
         f"--server.port={settings.ui_port}",
         "--server.headless=true",
         "--browser.gatherUsageStats=false",
+        # Users see the app, not Streamlit's developer menu and "Deploy" button.
+        "--client.toolbarMode=viewer",
         # The browser refuses larger files before uploading them; the UI checks again.
         f"--server.maxUploadSize={ui.max_upload_mb}",
         # A served app does not reload on source edits; no watcher threads either.

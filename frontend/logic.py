@@ -446,30 +446,36 @@ def past_frame(items: Sequence[Prediction], feature_names: Sequence[str]) -> pd.
     return pd.DataFrame(rows, columns=fixed + columns)
 
 
-def time_bucket(start: datetime, end: datetime) -> tuple[str, str]:
-    """A pandas frequency for a chart over [start, end], and its name."""
+def time_bucket(start: datetime, end: datetime) -> tuple[str, str, str]:
+    """A pandas frequency for a chart over [start, end], its name, and a label format."""
     span = end - start
     if span <= timedelta(days=2):
-        return "h", "hour"
+        return "h", "hour", "%Y-%m-%d %H:00"
     if span <= timedelta(days=92):
-        return "D", "day"
-    return "W-SUN", "week"  # weeks from Monday to Sunday
+        return "D", "day", "%Y-%m-%d"
+    return "W-SUN", "week", "week of %Y-%m-%d"  # weeks from Monday to Sunday
 
 
 def counts_over_time(
     items: Sequence[Prediction], classes: Sequence[str]
 ) -> tuple[pd.DataFrame, str]:
-    """Predictions per time bucket (rows) and class (columns), and the bucket's name."""
+    """Predictions per time bucket (rows, oldest first) and class (columns), and the bucket's name.
+
+    Every bucket between the first and the last prediction is a row, empty ones with zeros, and
+    rows are labelled with text so that the chart draws one readable bar per bucket.
+    """
     stamped = [(p.created_at, p.prediction) for p in items if p.created_at is not None]
     if not stamped:
         return pd.DataFrame(columns=list(classes)), "day"
     frame = pd.DataFrame(stamped, columns=["created_at", "prediction"])
-    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
-    freq, name = time_bucket(frame["created_at"].min(), frame["created_at"].max())
-    frame["bucket"] = frame["created_at"].dt.tz_localize(None).dt.to_period(freq).dt.start_time
+    created = pd.to_datetime(frame["created_at"], utc=True).dt.tz_localize(None)  # UTC
+    freq, name, label = time_bucket(created.min(), created.max())
+    frame["bucket"] = created.dt.to_period(freq)
     table = frame.pivot_table(index="bucket", columns="prediction", aggfunc="size", fill_value=0)
+    every = pd.period_range(frame["bucket"].min(), frame["bucket"].max(), freq=freq)
     order = list(classes) + sorted(set(table.columns) - set(classes))
-    table = table.reindex(columns=order, fill_value=0)
+    table = table.reindex(index=every, columns=order, fill_value=0)
+    table.index = [period.start_time.strftime(label) for period in table.index]
     table.index.name = name
     table.columns.name = None
     return table.astype(int), name

@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 
+import altair as alt
 import streamlit as st
 
 from frontend import logic
@@ -72,7 +73,23 @@ if not items and not page.items:
 total = f"the newest {len(items)}" if truncated else f"{len(items)}"
 st.markdown(f"**{total} predictions** ({source_label}) from {start} to {end}")
 counts, bucket = logic.counts_over_time(items, info.classes)
-st.bar_chart(counts, x_label=f"{bucket} (UTC)", y_label="predictions", height=260)
+long = counts.reset_index(names=bucket).melt(
+    id_vars=bucket, var_name="predicted class", value_name="predictions"
+)
+# One bar per time bucket, as wide as readable: a single busy hour must not fill the page.
+step = max(6, min(60, 900 // max(len(counts), 1)))
+chart = (
+    alt.Chart(long)
+    .mark_bar()
+    .encode(
+        x=alt.X(f"{bucket}:O", sort=None, title=f"{bucket} (UTC)", axis=alt.Axis(labelAngle=-30)),
+        y=alt.Y("predictions:Q", title="predictions", stack="zero"),
+        color=alt.Color("predicted class:N", sort=list(counts.columns)),
+        tooltip=[bucket, "predicted class", "predictions"],
+    )
+    .properties(width=alt.Step(step), height=240)
+)
+st.altair_chart(chart, width="content")
 
 first = (len(cursors) - 1) * page_size + 1
 st.caption(f"Page {len(cursors)}: rows {first} to {first + len(page.items) - 1}, newest first.")
@@ -92,7 +109,7 @@ def _next(cursor: str) -> None:
     st.session_state["past_cursors"].append(cursor)
 
 
-back, forward, _ = st.columns([1, 1, 6])
+back, forward, _ = st.columns([1, 1, 3])
 back.button("Previous page", disabled=len(cursors) == 1, on_click=_previous, key="past_prev")
 forward.button(
     "Next page",

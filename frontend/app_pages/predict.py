@@ -69,7 +69,9 @@ if submitted:
 one = st.session_state.get("predict_one_result")
 if one is not None:
     probability = (
-        "" if one.probability is None else f" (probability of {positive}: {one.probability:.2f})"
+        ""
+        if one.probability is None
+        else f", probability of class {positive}: {one.probability:.2f}"
     )
     st.success(f"Prediction: {_class_label(one.prediction)}{probability}. Stored as #{one.id}.")
 
@@ -134,12 +136,17 @@ if uploaded is not None:
                 )
                 if outcome.complete:
                     st.success(f"Predicted {len(outcome.predictions)} rows.")
-                left, right = st.columns([1, 2])
-                with left:
-                    st.markdown("**Predictions per class**")
-                    st.dataframe(summary, hide_index=True, width="stretch")
-                with right:
-                    st.bar_chart(summary, x="class", y="count", height=220)
+                st.markdown("**Predictions per class**")
+                rows = summary.to_dict("records")
+                for column, row in zip(st.columns(len(rows)), rows, strict=True):
+                    meaning = f" ({row['meaning']})" if row["meaning"] else ""
+                    column.metric(
+                        f"class {row['class']}{meaning}",
+                        row["count"],
+                        f"{row['share']:.0%} of the rows",
+                        delta_color="off",
+                        delta_arrow="off",
+                    )
                 st.dataframe(results, width="stretch")
                 st.download_button(
                     "Download the results (CSV)",

@@ -268,17 +268,19 @@ def test_counts_over_time_by_class_pick_a_bucket_that_fits_the_span():
     table, bucket = logic.counts_over_time(hours, ["0", "1"])
     assert bucket == "hour"
     assert table.to_dict("index") == {
-        pd.Timestamp("2026-11-02 10:00"): {"0": 1, "1": 1},
-        pd.Timestamp("2026-11-02 12:00"): {"0": 0, "1": 1},
+        "2026-11-02 10:00": {"0": 1, "1": 1},
+        "2026-11-02 11:00": {"0": 0, "1": 0},  # an empty hour is a bar of zero, not a gap
+        "2026-11-02 12:00": {"0": 0, "1": 1},
     }
-    days = [prediction("0", 0.1, t0), prediction("0", 0.1, t0 + timedelta(days=5))]
+    days = [prediction("0", 0.1, t0 + timedelta(days=5)), prediction("0", 0.1, t0)]
     table, bucket = logic.counts_over_time(days, ["0", "1"])
-    assert bucket == "day"
+    assert bucket == "day" and len(table) == 6
+    assert table.index[0] == "2026-11-02" and table.index[-1] == "2026-11-07"
     assert table["0"].sum() == 2 and table["1"].sum() == 0
-    assert list(table.index) == [pd.Timestamp("2026-11-02"), pd.Timestamp("2026-11-07")]
-    weeks = [prediction("1", 0.9, t0), prediction("1", 0.9, t0 + timedelta(days=200))]
+    weeks = [prediction("1", 0.9, t0), prediction("2", 0.9, t0 + timedelta(days=200))]
     table, bucket = logic.counts_over_time(weeks, ["0", "1"])
-    assert bucket == "week" and table.index[0] == pd.Timestamp("2026-11-02")  # a Monday
+    assert bucket == "week" and table.index[0] == "week of 2026-11-02"  # a Monday
+    assert list(table.columns) == ["0", "1", "2"]  # an unknown class still shows
     empty, _ = logic.counts_over_time([], ["0", "1"])
     assert empty.empty
 

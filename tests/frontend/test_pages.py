@@ -103,7 +103,7 @@ def test_predict_one_application_from_the_form(api_url, use_api, ui_db, applicat
     want = expected.iloc[1]
     [message] = [s.value for s in at.success]
     assert message.startswith(f"Prediction: {want.prediction} (")
-    assert f"probability of 1: {want.probability:.2f}" in message
+    assert f", probability of class 1: {want.probability:.2f}." in message
     with ui_db.cursor() as cur:
         cur.execute("SELECT id, source, prediction, features FROM predictions")
         [(row_id, source, prediction, features)] = cur.fetchall()
@@ -144,11 +144,11 @@ def test_predict_a_csv_in_chunks_with_summary_and_download(
     at.button(key="predict_csv_send").click().run()
     assert_no_exception(at)
     assert [s.value for s in at.success] == ["Predicted 1000 rows."]
-    summary, results = at.dataframe[0].value, at.dataframe[1].value
+    [results] = [d.value for d in at.dataframe]
     want = expected["prediction"].value_counts()
-    assert dict(zip(summary["class"], summary["count"], strict=True)) == {
-        "0": want.get("0", 0),
-        "1": want.get("1", 0),
+    assert {m.label: m.value for m in at.metric} == {
+        "class 0 (negative)": str(want.get("0", 0)),
+        "class 1 (positive)": str(want.get("1", 0)),
     }
     assert len(results) == 1000
     assert list(results["prediction"]) == list(expected["prediction"])

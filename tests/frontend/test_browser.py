@@ -1,0 +1,182 @@
+"""A real browser on the running app: headless Chromium (Debian's package) driven by Playwright.
+
+The UI runs as `make up` runs it (the same Streamlit command line, frontend/launch.py) and talks
+to the real service; the test fills the form, uploads CSV files and filters past predictions,
+saving a screenshot of each step under test-artifacts/<test name>/.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from frontend.api_client import ApiClient
+from frontend.launch import command
+from mlsys import model, pg
+from mlsys.config import ROOT, load_settings
+from mlsys.features import get_feature_spec
+from tests.frontend.conftest import count_predictions
+
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+WAIT_MS = 30_000
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason=f"{CHROMIUM} is missing: run `make setup` (scripts/system_deps.sh)",
+)
+
+
+@pytest.fixture(scope="module")
+def ui_url(api_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The Streamlit app, started with `make up`'s command line on a free port."""
+    port = pg.free_port()
+    env = os.environ | {"API_URL": api_url, "UI_PORT": str(port), "UI_BATCH_RECORDS": "25"}
+    log = tmp_path_factory.mktemp("ui") / "streamlit.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            command(load_settings(env)),
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, f"streamlit exited: {log.read_text()[-2000:]}"
+            with (
+                contextlib.suppress(OSError),
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer,
+            ):
+                if answer.status == 200:
+                    break
+            assert time.monotonic() < deadline, f"streamlit not answering: {log.read_text()}"
+            time.sleep(0.3)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture
+def browser_page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        # Tall enough that each step's result is on the screenshot (Streamlit scrolls inside
+        # its own container, so a "full page" screenshot would not show more).
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        page.set_default_timeout(WAIT_MS)
+        yield page
+        browser.close()
+
+
+def test_browser_predict_form_upload_csv_and_filter_past_predictions(
+    ui_url, api_url, ui_db, browser_page, artifacts, settings, trained_model_dir, tmp_path
+):
+    from playwright.sync_api import expect
+
+    page = browser_page
+    expect.set_options(timeout=WAIT_MS)
+    spec = get_feature_spec()
+    applications = pd.read_csv(settings.dataset_path).drop(columns=[settings.target_column])
+    loaded = model.load(trained_model_dir)
+    proba = loaded.predict_proba(model.encode_frame(applications, spec))
+    labels = [loaded.label(p) for p in proba]
+
+    # 1. The form: every field from the schema, filled as a user does, then Predict.
+    page.goto(ui_url)
+    expect(page.get_by_role("heading", name="Predict credit risk")).to_be_visible()
+    record = applications.iloc[0].to_dict()
+    for feature in spec.features:
+        value = record[feature.name]
+        if feature.is_categorical:
+            page.get_by_role("combobox", name=feature.name, exact=True).click()
+            page.get_by_role("option", name=value, exact=True).click()
+        else:
+            page.locator(f'input[aria-label="{feature.name}"]').fill(str(value))
+    page.screenshot(path=artifacts / "01-form-filled.png", full_page=True)
+    page.get_by_role("button", name="Predict", exact=True).click()
+    result = page.get_by_text("Prediction: ")
+    expect(result).to_be_visible()
+    expect(result).to_contain_text(f"Prediction: {labels[0]} (")
+    expect(result).to_contain_text(f", probability of class 1: {proba[0]:.2f}.")
+    page.screenshot(path=artifacts / "02-form-predicted.png", full_page=True)
+    assert count_predictions(ui_db, "webapp") == 1
+
+    # 2. A CSV of 60 applications, sent in chunks of 25 on the button.
+    good = tmp_path / "applications.csv"
+    applications.iloc[:60].to_csv(good, index=False)
+    page.locator('input[type="file"]').set_input_files(good)
+    expect(page.get_by_text("60 rows, all valid")).to_be_visible()
+    page.get_by_role("button", name="Predict 60 rows").click()
+    expect(page.get_by_text("Predicted 60 rows.")).to_be_visible()
+    positives = sum(label == "1" for label in labels[:60])
+    expect(page.get_by_test_id("stMetric").filter(has_text="class 1 (positive)")).to_contain_text(
+        str(positives)
+    )
+    expect(page.get_by_test_id("stMetric").filter(has_text="class 0 (negative)")).to_contain_text(
+        str(60 - positives)
+    )
+    expect(page.get_by_role("button", name="Download the results (CSV)")).to_be_visible()
+    page.screenshot(path=artifacts / "03-csv-predicted.png", full_page=True)
+    assert count_predictions(ui_db, "webapp") == 61
+
+    # 3. A CSV with a column missing: refused with its name, nothing sent.
+    bad = tmp_path / "no-age.csv"
+    applications.iloc[:10].drop(columns="age").to_csv(bad, index=False)
+    page.locator('input[type="file"]').set_input_files(bad)
+    expect(page.get_by_text("missing column: age")).to_be_visible()
+    expect(page.get_by_role("button", name="Predict 10 rows")).to_have_count(0)
+    page.screenshot(path=artifacts / "04-csv-refused.png", full_page=True)
+    assert count_predictions(ui_db) == 61
+
+    # 4. Past predictions: all of them, then only the scheduled ones.
+    with ApiClient(api_url) as api:
+        api._call(
+            "POST",
+            "/predict",
+            json={"source": "scheduled", "source_file": "part-0007.csv", "source_rows": [0, 1, 2],
+                  "records": applications.iloc[100:103].to_dict("records")},
+        )  # fmt: skip
+    page.get_by_role("link", name="Past predictions").click()
+    expect(page.get_by_role("heading", name="Past predictions")).to_be_visible()
+    expect(page.get_by_text("64 predictions (all)")).to_be_visible()
+    expect(page.get_by_test_id("stVegaLiteChart")).to_be_visible()
+    grid = page.get_by_test_id("stDataFrame").locator('[role="grid"]')
+    expect(grid).to_have_attribute("aria-rowcount", "51")  # 64 rows, 50 per page
+    page.screenshot(path=artifacts / "05-past-all.png", full_page=True)
+    page.get_by_text("scheduled predictions", exact=True).click()
+    expect(page.get_by_text("3 predictions (scheduled predictions)")).to_be_visible()
+    expect(page.get_by_text("Page 1: rows 1 to 3, newest first.")).to_be_visible()
+    grid = page.get_by_test_id("stDataFrame").locator('[role="grid"]')
+    expect(grid).to_have_attribute("aria-rowcount", "4")  # the header and three rows
+    expect(grid.locator("td", has_text="part-0007.csv")).to_have_count(3)
+    expect(grid.locator("td", has_text="webapp")).to_have_count(0)
+    page.screenshot(path=artifacts / "06-past-scheduled.png", full_page=True)
