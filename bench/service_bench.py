@@ -1,0 +1,398 @@
+"""Model service benchmark: `python -m bench service` (part of `make bench`).
+
+Starts the real service as `make up` does (uvicorn, API_WORKERS workers, from .venvs/app) on its
+own embedded PostgreSQL in a temporary folder, loads 1,000,000 stored predictions, and
+measures, each figure beside a reference taken in the same run (these machines are noisy):
+
+1. past-predictions, one day, one source, first page of 100, over 1,000,000 rows: p50
+   (reference: the trivial endpoint through the same client);
+2. single predictions with 4 concurrent clients (wrk): throughput and p99 (reference: the
+   same server's trivial endpoint /livez, no validation, no model, no database);
+3. a 10,000-row batch (validation, prediction, persistence, response): rows/s (reference: a
+   naive baseline, one ORM insert and commit per row, on the same database).
+
+Load comes from `wrk` (Debian package, installed here if missing and we are root); without
+it, from a Python load generator, which the output says (its own CPU use lowers the figures).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from sqlalchemy import create_engine
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from mlsys import pg
+from mlsys.config import get_settings
+from mlsys.db import migrate, psycopg2_dsn
+from mlsys.features import load_feature_spec
+
+STORED_ROWS = int(os.environ.get("BENCH_STORED_ROWS", 1_000_000))
+BATCH_ROWS = 10_000
+BATCH_REPEATS = int(os.environ.get("BENCH_BATCH_REPEATS", 5))
+BASELINE_ROWS = int(os.environ.get("BENCH_BASELINE_ROWS", 2_000))
+LOAD_SECONDS = int(os.environ.get("BENCH_LOAD_SECONDS", 10))
+CLIENTS = 4
+PAST_REQUESTS = 300
+DAYS = 30
+
+
+@dataclass
+class Load:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    tool: str
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Prediction(Base):
+    """The naive baseline's ORM mapping of the `predictions` table."""
+
+    __tablename__ = "predictions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str]
+    features: Mapped[dict] = mapped_column(JSONB)
+    prediction: Mapped[str]
+    probability: Mapped[float]
+    model_version: Mapped[str]
+
+
+# --- setup -------------------------------------------------------------------------------
+def dataset_records(spec) -> list[dict]:
+    """Real applications (the training data's feature columns), as the API receives them."""
+    import pandas as pd
+
+    frame = pd.read_csv(get_settings().dataset_path)[spec.names]
+    return orjson.loads(frame.to_json(orient="records"))
+
+
+def train_into(model_dir: Path, spec) -> str:
+    import pandas as pd
+
+    from mlsys import model
+
+    settings = get_settings()
+    frame = pd.read_csv(settings.dataset_path)
+    result = model.train(
+        frame, spec, target=settings.target_column, positive_class=settings.positive_class,
+        dataset=str(settings.dataset_path),
+    )  # fmt: skip
+    return model.save(result, model_dir)["version"]
+
+
+def bulk_load(dsn: str, rows: int, record: dict) -> None:
+    """`rows` predictions over the last DAYS days, alternating sources, in one statement."""
+    import psycopg2
+
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO predictions (created_at, source, features, prediction, probability,
+                                        model_version, source_file, source_row)
+               SELECT now() - i * (%(days)s * interval '1 day' / %(rows)s),
+                      CASE WHEN i %% 2 = 0 THEN 'webapp' ELSE 'scheduled' END,
+                      %(features)s::jsonb, '1', 0.7, 'bench',
+                      CASE WHEN i %% 2 = 0 THEN NULL ELSE 'bench-' || (i / 10000) || '.csv' END,
+                      CASE WHEN i %% 2 = 0 THEN NULL ELSE i %% 10000 END
+               FROM generate_series(1, %(rows)s) AS i""",
+            {"days": DAYS, "rows": rows, "features": orjson.dumps(record).decode()},
+        )
+        cur.execute("ANALYZE predictions")
+
+
+def count_rows(dsn: str) -> int:
+    import psycopg2
+
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM predictions")
+        return cur.fetchone()[0]
+
+
+# --- load generation ---------------------------------------------------------------------
+def ensure_wrk() -> str | None:
+    found = shutil.which("wrk")
+    if found or os.geteuid() != 0 or not shutil.which("apt-get"):
+        return found
+    print("installing wrk (apt-get install -y wrk) ...", flush=True)
+    env = os.environ | {"DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "install", "-y", "-qq", "wrk"], ["apt-get", "update", "-qq"],
+                ["apt-get", "install", "-y", "-qq", "wrk"]):  # fmt: skip
+        subprocess.run(cmd, env=env, capture_output=True, check=False)
+        if shutil.which("wrk"):
+            break
+    return shutil.which("wrk")
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * _UNITS[unit]
+
+
+def run_wrk(wrk: str, url: str, seconds: int, body: bytes | None, tmp: Path) -> Load:
+    cmd = [wrk, "-t2", f"-c{CLIENTS}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
+    if body is not None:
+        script = tmp / "post.lua"
+        script.write_text(
+            'wrk.method = "POST"\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f"wrk.body = [==[{body.decode()}]==]\n"
+        )
+        cmd += ["-s", str(script)]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return Load(
+        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        p50_ms=_ms(pct["50"]),
+        p99_ms=_ms(pct["99"]),
+        requests=int(re.search(r"(\d+) requests in", out).group(1)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        tool="wrk",
+    )
+
+
+def run_python_load(host: str, port: int, path: str, seconds: int, body: bytes | None) -> Load:
+    """Fallback load generator: CLIENTS threads, keep-alive connections, fixed duration."""
+    import threading
+
+    latencies: list[float] = []
+    bad = [0]
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def client() -> None:
+        conn = http.client.HTTPConnection(host, port, timeout=5)
+        mine, errors = [], 0
+        headers = {"Content-Type": "application/json"}
+        while time.monotonic() < stop_at:
+            t = time.perf_counter()
+            conn.request("POST" if body else "GET", path, body=body, headers=headers)
+            answer = conn.getresponse()
+            answer.read()
+            mine.append(time.perf_counter() - t)
+            errors += answer.status >= 300
+        with lock:
+            latencies.extend(mine)
+            bad[0] += errors
+
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    latencies.sort()
+    return Load(
+        rps=len(latencies) / seconds,
+        p50_ms=latencies[len(latencies) // 2] * 1e3,
+        p99_ms=latencies[int(len(latencies) * 0.99)] * 1e3,
+        requests=len(latencies),
+        non_2xx=bad[0],
+        tool="python load generator",
+    )
+
+
+def timed_requests(host: str, port: int, paths: list[str]) -> list[float]:
+    """Sequential GETs on one keep-alive connection; latencies in ms (all must be 200)."""
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    out = []
+    for path in paths:
+        t = time.perf_counter()
+        conn.request("GET", path)
+        answer = conn.getresponse()
+        answer.read()
+        out.append((time.perf_counter() - t) * 1e3)
+        if answer.status != 200:
+            raise RuntimeError(f"GET {path}: {answer.status}")
+    return out
+
+
+def post_batch(host: str, port: int, body: bytes) -> float:
+    conn = http.client.HTTPConnection(host, port, timeout=120)
+    t = time.perf_counter()
+    conn.request("POST", "/predict", body=body, headers={"Content-Type": "application/json"})
+    answer = conn.getresponse()
+    payload = answer.read()
+    elapsed = time.perf_counter() - t
+    if answer.status != 200:
+        raise RuntimeError(f"batch answered {answer.status}: {payload[:300]!r}")
+    if orjson.loads(payload)["stored"] != BATCH_ROWS:
+        raise RuntimeError("the batch was not stored whole")
+    conn.close()
+    return elapsed
+
+
+def naive_baseline(url: str, records: list[dict], version: str) -> float:
+    """One ORM insert and one commit per row (the predictions are computed beforehand, so the
+    baseline is only its persistence: a generous reference). Returns rows/s."""
+    engine = create_engine(url)
+    with Session(engine) as session:
+        t = time.perf_counter()
+        for record in records:
+            session.add(
+                Prediction(
+                    source="webapp",
+                    features=record,
+                    prediction="1",
+                    probability=0.7,
+                    model_version=version,
+                )
+            )
+            session.commit()
+        elapsed = time.perf_counter() - t
+    engine.dispose()
+    return len(records) / elapsed
+
+
+# --- the run -----------------------------------------------------------------------------
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def main() -> int:
+    from service import launch
+
+    settings = get_settings()
+    spec = load_feature_spec(settings.schema_path, target=settings.target_column)
+    wrk = ensure_wrk()
+    lines: list[str] = []
+
+    def report(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
+    with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp_name:
+        tmp = Path(tmp_name)
+        server = pg.EmbeddedServer(data_dir=tmp / "pg", port=pg.free_port())
+        pg.start(server)
+        proc = None
+        try:
+            pg.wait_until_ready(server.dsn())
+            pg.ensure_database(server.dsn(), "mlsys")
+            url = server.url("mlsys")
+            dsn = psycopg2_dsn(url)
+            migrate(url)
+            t = time.perf_counter()
+            version = train_into(tmp / "models", spec)
+            print(f"model {version} trained in {time.perf_counter() - t:.1f} s", flush=True)
+            records = dataset_records(spec)
+
+            t = time.perf_counter()
+            bulk_load(dsn, STORED_ROWS, records[0])
+            print(
+                f"{STORED_ROWS:,} stored predictions loaded in {time.perf_counter() - t:.1f} s",
+                flush=True,
+            )
+
+            port = pg.free_port()
+            env = {
+                "DATABASE_URL": url, "MODEL_DIR": str(tmp / "models"), "DATA_DIR": str(tmp / "data"),
+                "VAR_DIR": str(tmp / "var"), "API_HOST": "127.0.0.1", "API_PORT": str(port),
+            }  # fmt: skip
+            proc = launch.spawn(env, tmp / "api.log")
+            base = f"http://127.0.0.1:{port}"
+            launch.wait_until_serving(proc, base, timeout_s=120)
+            workers = launch.load_service_settings(os.environ | env).workers
+            report(
+                f"service: uvicorn, {workers} workers, on {os.cpu_count()} cores; load: {wrk or 'python'}"
+            )
+
+            # 1. past-predictions over the stored rows
+            day_paths = [
+                f"/past-predictions?start={d}&end={d}&source=webapp&limit=100"
+                for d in _days_back(i % (DAYS - 1) + 1 for i in range(PAST_REQUESTS))
+            ]
+            timed_requests("127.0.0.1", port, day_paths[:20])  # warm the caches
+            past = timed_requests("127.0.0.1", port, day_paths)
+            ref = timed_requests("127.0.0.1", port, ["/livez"] * PAST_REQUESTS)
+            p50 = statistics.median(past)
+            report(
+                f"past-predictions ({count_rows(dsn):,} rows, 1 day, 1 source, page of 100): "
+                f"p50 {p50:.1f} ms, p95 {_pct(past, 95):.1f} ms | reference /livez p50 "
+                f"{statistics.median(ref):.2f} ms | target p50 < 20 ms: {verdict(p50 < 20)}"
+            )
+
+            # 2. single predictions, 4 clients
+            one = orjson.dumps({"source": "webapp", "records": [records[1]]})
+            before = count_rows(dsn)
+            if wrk:
+                run_wrk(wrk, f"{base}/livez", 2, None, tmp)  # warm-up
+                trivial = run_wrk(wrk, f"{base}/livez", LOAD_SECONDS, None, tmp)
+                run_wrk(wrk, f"{base}/predict", 2, one, tmp)
+                before = count_rows(dsn)
+                single = run_wrk(wrk, f"{base}/predict", LOAD_SECONDS, one, tmp)
+            else:
+                trivial = run_python_load("127.0.0.1", port, "/livez", LOAD_SECONDS, None)
+                single = run_python_load("127.0.0.1", port, "/predict", LOAD_SECONDS, one)
+            written = count_rows(dsn) - before
+            share = single.rps / trivial.rps
+            report(
+                f"single predictions, {CLIENTS} clients ({single.tool}): {single.rps:,.0f} req/s, "
+                f"p50 {single.p50_ms:.2f} ms, p99 {single.p99_ms:.2f} ms, {single.non_2xx} errors, "
+                f"{written:,} rows stored for {single.requests:,} answers"
+            )
+            report(
+                f"  reference /livez: {trivial.rps:,.0f} req/s, p99 {trivial.p99_ms:.2f} ms | "
+                f"throughput {share:.0%} of it (target >= 40%: {verdict(share >= 0.4)}), "
+                f"p99 target < 10 ms: {verdict(single.p99_ms < 10)}"
+            )
+            if single.non_2xx or written < single.requests:
+                report("  ERROR: some single predictions failed or were not stored")
+
+            # 3. 10,000-row batch vs the naive baseline
+            baseline = naive_baseline(
+                url, [records[i % len(records)] for i in range(BASELINE_ROWS)], version
+            )
+            batch = [records[i % len(records)] for i in range(BATCH_ROWS)]
+            body = orjson.dumps({"source": "webapp", "records": batch})
+            post_batch("127.0.0.1", port, body)  # warm-up
+            times = [post_batch("127.0.0.1", port, body) for _ in range(BATCH_REPEATS)]
+            rate = BATCH_ROWS / statistics.median(times)
+            report(
+                f"10,000-row batch ({len(body) / 1e6:.1f} MB): median {statistics.median(times) * 1e3:.0f} ms, "
+                f"{rate:,.0f} rows/s (best {BATCH_ROWS / min(times):,.0f}) | reference naive ORM "
+                f"{baseline:,.0f} rows/s | {rate / baseline:.0f}x (target >= 20x: "
+                f"{verdict(rate >= 20 * baseline)}; aim 50,000 rows/s: {verdict(rate >= 50_000)})"
+            )
+        finally:
+            if proc is not None:
+                launch.stop(proc)
+            pg.stop(server)
+    print("--- service benchmark figures ---")
+    print("\n".join(lines))
+    return 0
+
+
+def _days_back(offsets) -> list[str]:
+    from datetime import UTC, datetime, timedelta
+
+    today = datetime.now(UTC).date()
+    return [(today - timedelta(days=o)).isoformat() for o in offsets]
+
+
+def _pct(values: list[float], q: int) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, len(ordered) * q // 100)]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
