@@ -1,0 +1,48 @@
+"""Every two minutes, predict the good_data files that are not yet in the ledger through the
+model API (source `scheduled`), each row exactly once. Logic: pipelines/prediction/."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.sdk import dag, task
+from airflow.sdk.exceptions import AirflowSkipException
+
+from pipelines.config import get_pipeline_settings
+
+
+@dag(
+    dag_id="predict_new_data",
+    schedule="*/2 * * * *",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    # Two overlapping runs would list and send the same new files: harmless (the API stores a
+    # file's row once) but twice the work, and their ledger writes would race.
+    max_active_runs=1,
+    # A retry resends the file from its first row; the API answers stored rows as already
+    # stored. A short delay: the usual cause is the API restarting, and the next scheduled
+    # run picks up whatever is left anyway.
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
+    tags=["prediction"],
+    doc_md=__doc__,
+)
+def predict_new_data():
+    @task
+    def check_for_new_data() -> list[str]:
+        from pipelines.prediction import tasks
+
+        names = tasks.check_for_new_data(get_pipeline_settings())
+        if not names:
+            raise AirflowSkipException("good_data has no file that is not yet in the ledger")
+        return names
+
+    @task
+    def make_predictions(names: list[str]) -> dict:
+        from pipelines.prediction import tasks
+
+        return tasks.make_predictions(get_pipeline_settings(), names)
+
+    make_predictions(check_for_new_data())
+
+
+predict_new_data()
