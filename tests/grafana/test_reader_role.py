@@ -18,7 +18,7 @@ from mlsys.db import migrate
 SCRIPT = ROOT / "docker" / "postgres" / "init-databases.sh"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def initialised(pg_server):
     """Run the init script as the postgres image would (POSTGRES_USER = the server's owner)."""
     suffix = uuid.uuid4().hex[:8]
