@@ -37,11 +37,6 @@ CHROMIUM_ARGS = [
 ]
 WAIT_MS = 30_000
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason=f"{CHROMIUM} is missing: run `make setup` (scripts/system_deps.sh)",
-)
-
 
 @pytest.fixture(scope="module")
 def ui_url(api_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -86,6 +81,10 @@ def ui_url(api_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
 @pytest.fixture
 def browser_page():
     from playwright.sync_api import sync_playwright
+
+    # A failure, not a skip: a missing browser must not turn this test green in CI.
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make setup` (scripts/system_deps.sh)")
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
