@@ -1,0 +1,123 @@
+"""DAG integrity: the DagBag of pipelines/dags loads in the airflow environment without import
+errors, and every DAG has the schedule, concurrency, retries, tags and task graph we rely on.
+
+The DagBag is loaded in a subprocess of the `airflow` environment (the tests run in `app`),
+which prints what it found as JSON; the assertions are made here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import timedelta
+
+import pytest
+
+from mlsys.config import ROOT
+from tests.conftest import AIRFLOW_PYTHON
+
+pytestmark = pytest.mark.timeout(300)
+
+INSPECT = r"""
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+from pipelines.airflow_env import DAGS_FOLDER
+
+loaded_before = set(sys.modules)
+bag = DagBag(dag_folder=str(DAGS_FOLDER))
+dags = {}
+for dag in bag.dags.values():
+    dags[dag.dag_id] = {
+        "schedule": dag.schedule if isinstance(dag.schedule, str) else repr(dag.schedule),
+        "timetable": type(dag.timetable).__name__,
+        "catchup": dag.catchup,
+        "max_active_runs": dag.max_active_runs,
+        "tags": sorted(dag.tags),
+        "has_doc": bool(dag.doc_md),
+        "start_date": dag.start_date.isoformat() if dag.start_date else None,
+        "tasks": {
+            t.task_id: {
+                "downstream": sorted(t.downstream_task_ids),
+                "retries": t.retries,
+                "retry_delay_s": t.retry_delay.total_seconds(),
+            }
+            for t in dag.tasks
+        },
+    }
+heavy = ("pandas", "numpy", "requests", "psycopg2", "pyarrow", "tensorflow_data_validation")
+print(json.dumps({
+    "import_errors": {k: str(v) for k, v in bag.import_errors.items()},
+    "dags": dags,
+    # Modules that parsing the DAG files pulled in; the scheduler parses them constantly.
+    "heavy_imports": sorted(m for m in heavy if m in sys.modules and m not in loaded_before),
+    "parse_seconds": {s.file: s.duration.total_seconds() for s in bag.dagbag_stats},
+}))
+"""
+
+EXPECTED = {
+    "ingest_data": {
+        "schedule": "* * * * *",
+        # Claims are atomic (pipelines/ingestion/claim.py): two runs never take the same file.
+        "max_active_runs": 2,
+        "tags": {"ingestion", "data-quality"},
+        "graph": {
+            "read_data": ["split_and_save_data", "validate_data"],
+            "validate_data": ["save_statistics", "send_alerts", "split_and_save_data"],
+            "save_statistics": [],
+            "send_alerts": [],
+            "split_and_save_data": [],
+        },
+    },
+    "predict_new_data": {
+        "schedule": "*/2 * * * *",
+        # Overlapping runs would send the same files twice.
+        "max_active_runs": 1,
+        "tags": {"prediction"},
+        "graph": {"check_for_new_data": ["make_predictions"], "make_predictions": []},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def dagbag(airflow_env) -> dict:
+    result = subprocess.run(
+        [str(AIRFLOW_PYTHON), "-c", INSPECT],
+        cwd=ROOT, env=airflow_env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-5000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_no_import_errors_and_every_dag_is_known(dagbag):
+    assert dagbag["import_errors"] == {}
+    assert set(dagbag["dags"]) == set(EXPECTED)
+
+
+def test_parsing_the_dag_files_imports_nothing_heavy(dagbag):
+    # pandas, TFDV, HTTP and database clients belong inside the task bodies.
+    assert dagbag["heavy_imports"] == []
+    assert all(seconds < 2 for seconds in dagbag["parse_seconds"].values()), dagbag["parse_seconds"]
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED))
+def test_schedule_concurrency_tags_and_graph(dagbag, dag_id):
+    dag, expected = dagbag["dags"][dag_id], EXPECTED[dag_id]
+    assert dag["schedule"] == expected["schedule"]
+    # A cron string is a trigger timetable in Airflow 3 (runs at the tick, empty interval).
+    assert dag["timetable"] == "CronTriggerTimetable"
+    # Without catchup=False a paused or new DAG would start one run per missed tick.
+    assert dag["catchup"] is False
+    assert dag["max_active_runs"] == expected["max_active_runs"]
+    assert expected["tags"] <= set(dag["tags"])
+    assert dag["has_doc"]
+    assert dag["start_date"] is not None
+    assert {t: v["downstream"] for t, v in dag["tasks"].items()} == expected["graph"]
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED))
+def test_every_task_retries_soon(dagbag, dag_id):
+    for task_id, task in dagbag["dags"][dag_id]["tasks"].items():
+        assert task["retries"] >= 1, task_id
+        # Well within the schedule: a retry must not outlast the next run's tick.
+        delay = timedelta(seconds=task["retry_delay_s"])
+        assert timedelta(seconds=1) <= delay <= timedelta(seconds=60), (task_id, delay)
