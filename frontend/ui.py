@@ -34,8 +34,7 @@ def model_info_or_stop() -> ModelInfo:
         return _model_info(s.api_url, s.api_timeout_s)
     except ApiError as exc:
         show_api_error(exc)
-        st.stop()
-        raise  # unreachable: st.stop() raises; keeps type checkers content
+        st.stop()  # NoReturn: ends this run of the page
 
 
 def show_api_error(exc: ApiError) -> None:

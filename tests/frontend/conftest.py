@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg2
 import pytest
 
@@ -69,6 +70,17 @@ def count_predictions(conn, source: str | None = None) -> int:
         else:
             cur.execute("SELECT count(*) FROM predictions WHERE source = %s", (source,))
         return cur.fetchone()[0]
+
+
+def post_scheduled(api_url: str, source_file: str, records: list[dict]) -> None:
+    """Scheduled predictions, as the prediction DAG sends them (the UI never does)."""
+    answer = httpx.post(
+        f"{api_url}/predict",
+        json={"source": "scheduled", "source_file": source_file,
+              "source_rows": list(range(len(records))), "records": records},
+        timeout=30,
+    )  # fmt: skip
+    answer.raise_for_status()
 
 
 @pytest.fixture

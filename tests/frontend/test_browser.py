@@ -19,12 +19,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from frontend.api_client import ApiClient
 from frontend.launch import command
 from mlsys import model, pg
 from mlsys.config import ROOT, load_settings
 from mlsys.features import get_feature_spec
-from tests.frontend.conftest import count_predictions
+from tests.frontend.conftest import count_predictions, post_scheduled
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -157,13 +156,7 @@ def test_browser_predict_form_upload_csv_and_filter_past_predictions(
     assert count_predictions(ui_db) == 61
 
     # 4. Past predictions: all of them, then only the scheduled ones.
-    with ApiClient(api_url) as api:
-        api._call(
-            "POST",
-            "/predict",
-            json={"source": "scheduled", "source_file": "part-0007.csv", "source_rows": [0, 1, 2],
-                  "records": applications.iloc[100:103].to_dict("records")},
-        )  # fmt: skip
+    post_scheduled(api_url, "part-0007.csv", applications.iloc[100:103].to_dict("records"))
     page.get_by_role("link", name="Past predictions").click()
     expect(page.get_by_role("heading", name="Past predictions")).to_be_visible()
     expect(page.get_by_text("64 predictions (all)")).to_be_visible()

@@ -14,11 +14,11 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from frontend import logic
-from frontend.api_client import ApiClient, parse_model_info
+from frontend.api_client import ApiClient
 from frontend.config import get_ui_settings
 from mlsys import model, pg
 from mlsys.features import get_feature_spec
-from tests.frontend.conftest import count_predictions
+from tests.frontend.conftest import count_predictions, post_scheduled
 
 APP = str(logic.__file__).replace("logic.py", "app.py")
 PAST = "app_pages/past_predictions.py"
@@ -212,13 +212,13 @@ def test_a_chunk_the_api_refuses_is_reported_with_rows_and_what_was_stored(
     api_url, ui_db, applications
 ):
     """The API's own check, bypassing the UI's: chunk 1 is stored, chunk 2 refused whole."""
-    records = logic.parse_upload(
-        applications.iloc[:4].to_csv(index=False).encode(),
-        parse_model_info_features(api_url),
-        max_bytes=1 << 20,
-    ).records
-    records[3] = records[3] | {"age": 5}
     with ApiClient(api_url) as api:
+        records = logic.parse_upload(
+            applications.iloc[:4].to_csv(index=False).encode(),
+            api.model_info().features,
+            max_bytes=1 << 20,
+        ).records
+        records[3] = records[3] | {"age": 5}
         outcome = logic.send_in_chunks(api, records, chunk_size=2)
     assert not outcome.complete and len(outcome.predictions) == 2
     assert outcome.error.startswith("The API refused rows 3 to 4:")
@@ -227,9 +227,13 @@ def test_a_chunk_the_api_refuses_is_reported_with_rows_and_what_was_stored(
     assert count_predictions(ui_db) == 2
 
 
-def parse_model_info_features(api_url: str):
-    with ApiClient(api_url) as api:
-        return parse_model_info(api._call("GET", "/model-info")).features
+def test_the_api_down_before_the_first_chunk_stores_nothing_and_says_so(applications):
+    records = applications.iloc[:3].to_dict("records")
+    with ApiClient(f"http://127.0.0.1:{pg.free_port()}", timeout_s=5) as api:
+        outcome = logic.send_in_chunks(api, records, chunk_size=2)
+    assert outcome.predictions == [] and not outcome.complete
+    assert "is down or unreachable" in outcome.error
+    assert outcome.error.endswith("Nothing was stored.")
 
 
 # --- the API down -------------------------------------------------------------------------------
@@ -255,12 +259,7 @@ def seed(api_url: str, conn, applications: pd.DataFrame) -> None:
     records = applications.iloc[:36].to_dict("records")
     with ApiClient(api_url) as api:
         api.predict(records[:30])
-        api._call(
-            "POST",
-            "/predict",
-            json={"source": "scheduled", "source_file": "part-0001.csv",
-                  "source_rows": list(range(5)), "records": records[30:35]},
-        )  # fmt: skip
+        post_scheduled(api_url, "part-0001.csv", records[30:35])
         [old] = api.predict(records[35:]).predictions
     with conn.cursor() as cur:
         cur.execute(
