@@ -30,7 +30,8 @@ def run(
 ) -> Demo:  # fmt: skip
     """Inject one error type into rows [start, start + rows) of the data set."""
     chunk = source.iloc[start : start + rows].reset_index(drop=True)
-    out = errors.inject(name, chunk, errors.Context(spec, np.random.default_rng(seed), row_share))
+    ctx = errors.Context(spec, np.random.default_rng(seed), row_share, reference=source)
+    out = errors.inject(name, chunk, ctx)
     assert out.injection is not None
     return Demo(name, chunk, out, out.injection)
 

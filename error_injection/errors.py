@@ -98,8 +98,14 @@ class Output:
 @dataclass(frozen=True)
 class Context:
     spec: FeatureSpec
-    rng: np.random.Generator
+    rng: np.random.Generator  # this file's generator
     row_share: float = 0.1
+    # The run's seed and the whole clean data set: the drift types pick their feature from
+    # the run's seed and size their shift on the data set, not on the file, so every drift
+    # file of a run shifts the same feature the same way (a population shift persists) and
+    # a window of several drift files drifts as clearly as one file. None: use the file.
+    run_seed: int | None = None
+    reference: pd.DataFrame | None = None
 
 
 Generator = Callable[[pd.DataFrame, Context], Output]
@@ -173,10 +179,15 @@ def _pick_rows(n: int, ctx: Context) -> list[int]:
     return sorted(int(i) for i in ctx.rng.choice(n, size=k, replace=False))
 
 
-def _pick_feature(ctx: Context, eligible: list[Feature], what: str) -> Feature:
+def _pick_feature(
+    ctx: Context, eligible: list[Feature], what: str, *, per_run: bool = False
+) -> Feature:
     if not eligible:
         raise NotApplicable(f"the schema has no {what}")
-    return eligible[int(ctx.rng.integers(len(eligible)))]
+    rng = ctx.rng
+    if per_run and ctx.run_seed is not None:
+        rng = np.random.default_rng(ctx.run_seed)
+    return eligible[int(rng.integers(len(eligible)))]
 
 
 def _numeric(spec: FeatureSpec) -> list[Feature]:
@@ -490,14 +501,16 @@ def wrong_encoding(frame: pd.DataFrame, ctx: Context) -> Output:
 
 @error_type("numeric_drift", FILE, tfdv=(DRIFT,), check=DRIFT, drift=True)
 def numeric_drift(frame: pd.DataFrame, ctx: Context) -> Output:
-    """Every value of a numeric feature shifted by two standard deviations towards the side
-    with more room, clipped to the schema's range: drift without any invalid row."""
+    """Every value of a numeric feature shifted by two standard deviations (of the data set)
+    towards the side with more room, clipped to the schema's range: drift without any invalid
+    row. The same feature and shift in every drift file of a run."""
     eligible = [f for f in _numeric(ctx.spec) if f.minimum is not None and f.maximum is not None]
-    feature = _pick_feature(ctx, eligible, "numeric feature with a range")
+    feature = _pick_feature(ctx, eligible, "numeric feature with a range", per_run=True)
     values = frame[feature.name].astype(float)
-    median = float(values.median())
+    basis = (ctx.reference if ctx.reference is not None else frame)[feature.name].astype(float)
+    median = float(basis.median())
     direction = 1.0 if feature.maximum - median >= median - feature.minimum else -1.0
-    delta = NUMERIC_SHIFT_STD * float(values.std(ddof=0))
+    delta = NUMERIC_SHIFT_STD * float(basis.std(ddof=0))
     if feature.kind is Kind.INTEGER:
         delta = max(1.0, round(delta))
     shifted = (values + direction * delta).clip(feature.minimum, feature.maximum)
@@ -519,11 +532,16 @@ def numeric_drift(frame: pd.DataFrame, ctx: Context) -> Output:
 @error_type("category_drift", FILE, tfdv=(DRIFT,), check=DRIFT, drift=True)
 def category_drift(frame: pd.DataFrame, ctx: Context) -> Output:
     """A changed category mix: 60% of the rows set to the feature's rarest category in the
-    file (a new marketing channel, a new branch): every value valid, the mix is off."""
+    data set (a new marketing channel, a new branch): every value valid, the mix is off. The
+    same feature and category in every drift file of a run."""
     eligible = [f for f in ctx.spec.features if f.is_categorical and len(f.values) > 1]
-    feature = _pick_feature(ctx, eligible, "categorical feature with two or more values")
+    feature = _pick_feature(
+        ctx, eligible, "categorical feature with two or more values", per_run=True
+    )
+    basis = (ctx.reference if ctx.reference is not None else frame)[feature.name]
+    rarity = basis.value_counts()
+    target = min(feature.values, key=lambda v: (int(rarity.get(v, 0)), feature.values.index(v)))
     counts = frame[feature.name].value_counts()
-    target = min(feature.values, key=lambda v: (int(counts.get(v, 0)), feature.values.index(v)))
     others = [i for i in range(len(frame)) if frame.at[i, feature.name] != target]
     k = min(len(others), round(CATEGORY_SHIFT_SHARE * len(frame)))
     changed = sorted(int(i) for i in ctx.rng.choice(others, size=k, replace=False))

@@ -156,7 +156,8 @@ def build(
         else:
             # One generator per file, seeded by (seed, file index): a file does not change
             # when other files of the run are added or removed.
-            ctx = errors.Context(spec, np.random.default_rng([plan.seed, index]), plan.row_share)
+            rng = np.random.default_rng([plan.seed, index])
+            ctx = errors.Context(spec, rng, plan.row_share, run_seed=plan.seed, reference=source)
             try:
                 output = errors.inject(error, chunk, ctx)
             except errors.NotApplicable as exc:

@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("paths", nargs="+", type=Path, help="CSV files or folders of them")
     args = parser.parse_args(argv)
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        parser.error(f"no such file or folder: {', '.join(missing)}")
     settings = get_settings()
     files = sorted(
         p for path in args.paths for p in (sorted(path.glob("*.csv")) if path.is_dir() else [path])

@@ -10,6 +10,7 @@ import pytest
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 from error_injection import errors
+from error_injection.generate import Plan, build
 from mlsys import rowchecks
 
 ROW_CELL_TYPES = ["missing_value", "unknown_category", "out_of_range", "string_in_numeric",
@@ -177,3 +178,17 @@ def test_the_same_seed_gives_the_same_injection(source, spec):
         first, second = run(name, source, spec, 7), run(name, source, spec, 7)
         assert first[1].render() == second[1].render(), name
         assert first[2] == second[2], name
+
+
+def test_drift_files_of_one_run_shift_the_same_feature(source, spec):
+    """A population shift persists: the ingestion judges drift on a window of several files."""
+    plan = Plan(seed=5, error_share=1.0, types=("numeric_drift", "category_drift"))
+    files = build(source, spec, plan)
+    for name in plan.types:
+        columns = {
+            tuple(i["columns"])
+            for f in files
+            for i in f.manifest["injections"]
+            if i["error_type"] == name
+        }
+        assert len(columns) == 1, (name, columns)

@@ -17,6 +17,7 @@ from tests.conftest import TFDV_PYTHON
 # Drift is noisy on 50 rows: clean files of German Credit reach up to 2.1x a threshold
 # (measured), the injected shifts 3.3x to 8x. Demand a clear margin over both.
 DRIFT_FACTOR = 2.5
+DRIFT_TYPES = ("numeric_drift", "category_drift")
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +29,21 @@ def validated(tmp_path_factory, source, spec) -> dict[str, dict]:
         "bad1": Plan(seed=1, error_share=1.0),
         "bad2": Plan(seed=2, error_share=1.0),
         "clean": Plan(seed=1, error_share=0.0, prefix="clean"),
+        **{t: Plan(seed=3, error_share=1.0, types=(t,), prefix=t) for t in DRIFT_TYPES},
     }
     manifests = {}
     for name, plan in runs.items():
         files = build(source, spec, plan)
         write(files, base / name / "raw", base / name / "manifests")
         manifests.update({f.name: f.manifest for f in files})
+    # The ingestion judges drift on a window of recent rows (300): six drift files of a run.
+    (base / "window" / "raw").mkdir(parents=True)
+    for kind in DRIFT_TYPES:
+        parts = [p.read_bytes() for p in sorted((base / kind / "raw").glob("*.csv"))[:6]]
+        window = parts[0] + b"".join(p.split(b"\n", 1)[1] for p in parts[1:])
+        (base / "window" / "raw" / f"window-{kind}.csv").write_bytes(window)
+        manifests[f"window-{kind}.csv"] = {"clean": False, "injections": [], "window_of": kind}
+    runs["window"] = Plan()
     result = subprocess.run(
         [str(TFDV_PYTHON), "-m", "error_injection.tfdv_check",
          *(str(base / name / "raw") for name in runs)],
@@ -52,6 +62,18 @@ def test_every_error_type_was_validated_at_least_twice(validated):
     assert {t: types.count(t) >= 2 for t in errors.REGISTRY} == dict.fromkeys(errors.REGISTRY, True)
 
 
+def test_a_window_of_drift_files_drifts_above_the_threshold(validated):
+    """Every drift file of a run shifts the same feature, so the ingestion's 300-row window
+    over six of them drifts too (one drifted file among clean ones would be diluted)."""
+    for kind in DRIFT_TYPES:
+        runs = [v["manifest"] for k, v in validated.items() if k.startswith(f"{kind}-")]
+        (column,) = {i["columns"][0] for m in runs for i in m["injections"]}
+        window = validated[f"window-{kind}.csv"]["tfdv"]
+        assert window["rows"] == 300 and window["anomalies"] == {}
+        measure = window["drift"][column]
+        assert measure["value"] >= DRIFT_FACTOR * measure["threshold"], (kind, column, measure)
+
+
 def test_a_clean_file_has_no_anomaly(validated):
     clean = [v for v in validated.values() if v["manifest"]["clean"]]
     assert len(clean) == 20
@@ -63,7 +85,7 @@ def test_a_clean_file_has_no_anomaly(validated):
 
 def test_each_injected_file_produces_exactly_the_promised_anomalies(validated):
     for name, v in validated.items():
-        if v["manifest"]["clean"]:
+        if not v["manifest"]["injections"]:
             continue
         (injection,) = v["manifest"]["injections"]
         kind = errors.REGISTRY[injection["error_type"]]
