@@ -234,3 +234,23 @@ def test_every_variable_the_file_reads_is_documented():
     used = _references(COMPOSE_TEXT)
     missing = used - documented - _variables_the_code_reads()
     assert not missing, f"add to .env.example: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("dockerfile", ["app.Dockerfile", "airflow.Dockerfile"])
+def test_images_copy_only_what_exists_and_is_sent(dockerfile):
+    """Each COPY source exists and passes the image's .dockerignore (which drops .venvs)."""
+    text = (ROOT / "docker" / dockerfile).read_text(encoding="utf-8")
+    ignore = (ROOT / "docker" / f"{dockerfile}.dockerignore").read_text(encoding="utf-8")
+    allowed = [line[1:].rstrip("/") for line in ignore.splitlines() if line.startswith("!")]
+    assert "*" in ignore.splitlines(), "the ignore file must start from nothing"
+    sources = [
+        part
+        for line in text.splitlines()
+        if line.startswith("COPY ")
+        for part in line.split()[1:-1]
+        if not part.startswith("--")
+    ]
+    assert sources
+    for source in sources:
+        assert (ROOT / source).exists(), source
+        assert any(source == a or source.startswith(a + "/") for a in allowed), source
