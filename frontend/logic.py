@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from frontend.api_client import ApiClient, ApiError, ApiRejected, Prediction, RecordError
@@ -157,7 +158,7 @@ def _check_column(feature: Feature, raw: pd.Series) -> tuple[pd.Series, pd.Serie
         return values, messages != "", messages
     numbers = pd.to_numeric(raw.where(~empty), errors="coerce")
     kind_name = "an integer" if feature.kind is Kind.INTEGER else "a number"
-    not_number = ~empty & (numbers.isna() | ~numbers.map(_finite))
+    not_number = ~empty & ~pd.Series(np.isfinite(numbers.to_numpy(float)), index=raw.index)
     messages[not_number] = raw[not_number].map(lambda v: f"{v!r} is not {kind_name}")
     ok = ~empty & ~not_number
     if feature.kind is Kind.INTEGER:
@@ -176,13 +177,11 @@ def _check_column(feature: Feature, raw: pd.Series) -> tuple[pd.Series, pd.Serie
     cast = int if feature.kind is Kind.INTEGER else float
     # Python ints and floats with None for a gap: what JSON needs (numpy types and NaN are not).
     values = pd.Series(
-        [None if pd.isna(x) else cast(x) for x in numbers], index=raw.index, dtype="object"
+        [None if x != x else cast(x) for x in numbers.tolist()],  # x != x: NaN
+        index=raw.index,
+        dtype="object",
     )
     return values, bad, messages
-
-
-def _finite(x: float) -> bool:
-    return not (isinstance(x, float) and (math.isnan(x) or math.isinf(x)))
 
 
 def check_values(header: Sequence[str], rows: list[list[str]], features: Sequence[Feature]):

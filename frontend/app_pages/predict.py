@@ -96,7 +96,8 @@ if uploaded is not None:
     # Parsing a large file takes a second: do it once per file, not on every rerun.
     if st.session_state.get("predict_csv_parsed_id") != file_id:
         try:
-            parsed = logic.parse_upload(data, info.features, max_bytes=s.max_upload_bytes)
+            with st.spinner(f"Checking {uploaded.name}..."):
+                parsed = logic.parse_upload(data, info.features, max_bytes=s.max_upload_bytes)
             error = None
         except logic.CsvError as exc:
             parsed, error = None, exc
