@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import select
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -73,24 +74,43 @@ class Database:
         with contextlib.suppress(psycopg2.Error):
             conn.close()
 
-    def transaction(self, work: Callable[[Connection], T]) -> T:
+    def _connection(self) -> tuple[Connection, bool]:
+        """This thread's connection (opened if needed) and whether it was used before.
+
+        An idle connection whose socket is readable has been closed by the server (restart,
+        admin command): it is dropped without a round trip, so the next statement does not
+        fail on it.
+        """
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and (conn.closed or select.select([conn], [], [], 0)[0]):
+            self._drop(conn)
+            conn = None
+        if conn is None:
+            conn = self._local.conn = self._connect()
+            return conn, False
+        return conn, True
+
+    def transaction(self, work: Callable[[Connection], T], *, single_statement: bool = False) -> T:
         """Run `work(conn)` in one transaction on this thread's connection, then commit.
+
+        `single_statement`: `work` runs exactly one statement, sent in autocommit mode, which
+        saves the separate COMMIT round trip (a single prediction's latency). Such a call is
+        never retried: had the connection broken after the server received it, it might be
+        committed already.
 
         Must run in one of our executor threads (see `call`). Database errors that mean "not
         reachable" or "too slow" become `DatabaseUnavailable`; others propagate after rollback.
         """
         for attempt in (1, 2):
-            conn = getattr(self._local, "conn", None)
-            reused = conn is not None
-            if conn is None:
-                conn = self._local.conn = self._connect()
+            conn, reused = self._connection()
+            conn.autocommit = single_statement
             try:
                 result = work(conn)
             except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
                 if conn.closed:
                     self._drop(conn)
-                    if reused and attempt == 1:
-                        continue  # a stale connection from before a restart: try a fresh one
+                    if reused and attempt == 1 and not single_statement:
+                        continue  # broken before COMMIT: nothing was written, try a fresh one
                     raise DatabaseUnavailable(
                         f"lost the database connection: {_first_line(exc)}"
                     ) from exc
@@ -102,6 +122,8 @@ class Database:
             except BaseException:
                 self._rollback(conn)
                 raise
+            if single_statement:
+                return result
             try:
                 conn.commit()
             except psycopg2.Error as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -29,12 +30,16 @@ from service.validation import (
 )
 
 PAST_SOURCES = ("webapp", "scheduled", "all")
+# Below this many rows, starting OpenMP threads costs more than it saves.
+MIN_ROWS_FOR_THREADS = 1000
+# Rows predicted at a time in a batch, so that storing one chunk overlaps predicting the next.
+PREDICT_CHUNK_ROWS = 1000
 
 
 def _predict(
     model: LoadedModel, matrix: np.ndarray, *, batch_threads: int
 ) -> tuple[list[float], list[str]]:
-    if len(matrix) > 1 and batch_threads > 1:
+    if len(matrix) >= MIN_ROWS_FOR_THREADS and batch_threads > 1:
         proba = model.booster.predict(matrix, num_threads=batch_threads)
     else:
         proba = model.predict_proba(matrix)
@@ -42,6 +47,27 @@ def _predict(
     # Plain floats: numpy scalars would print as `np.float64(...)` in COPY and JSON.
     probabilities = proba.tolist()
     return probabilities, [positive if p >= 0.5 else negative for p in probabilities]
+
+
+def _new_predictions(
+    model: LoadedModel,
+    records: list[dict[str, Any]],
+    matrix: np.ndarray,
+    *,
+    rows: list[int] | None = None,
+    batch_threads: int = 1,
+) -> Iterator[store.NewPrediction]:
+    """Predictions made chunk by chunk as they are consumed (by a streaming COPY)."""
+    for start in range(0, len(records), PREDICT_CHUNK_ROWS):
+        stop = start + PREDICT_CHUNK_ROWS
+        probabilities, labels = _predict(model, matrix[start:stop], batch_threads=batch_threads)
+        for k, (p, label) in enumerate(zip(probabilities, labels, strict=True)):
+            yield store.NewPrediction(
+                features=records[start + k],
+                prediction=label,
+                probability=p,
+                source_row=None if rows is None else rows[start + k],
+            )
 
 
 def predict(
@@ -58,15 +84,19 @@ def predict(
     model = models.get()
     if request.source == "scheduled":
         return db.transaction(lambda conn: _predict_scheduled(conn, request, model, batch_threads))
-    probabilities, labels = _predict(model, request.matrix, batch_threads=batch_threads)
-    new = [
-        store.NewPrediction(features=f, prediction=label, probability=p)
-        for f, label, p in zip(request.records, labels, probabilities, strict=True)
-    ]
+    count = len(request.records)
     stored = db.transaction(
         lambda conn: store.insert_predictions(
-            conn, source=request.source, model_version=model.version, predictions=new
-        )
+            conn,
+            source=request.source,
+            model_version=model.version,
+            predictions=_new_predictions(
+                model, request.records, request.matrix, batch_threads=batch_threads
+            ),
+            count=count,
+        ),
+        # one INSERT ... RETURNING: its own transaction, committed without a second round trip
+        single_statement=count == 1,
     )
     return {
         "model_version": model.version,
@@ -108,20 +138,19 @@ def _predict_scheduled(
     missing = [i for i, row in enumerate(rows) if row not in existing]
     inserted: list[dict[str, Any]] = []
     if missing:
-        probabilities, labels = _predict(
-            model, request.matrix[missing], batch_threads=batch_threads
-        )
         inserted = store.insert_predictions(
             conn,
             source="scheduled",
             model_version=model.version,
             source_file=source_file,
-            predictions=[
-                store.NewPrediction(
-                    features=request.records[i], prediction=label, probability=p, source_row=rows[i]
-                )
-                for i, label, p in zip(missing, labels, probabilities, strict=True)
-            ],
+            predictions=_new_predictions(
+                model,
+                [request.records[i] for i in missing],
+                request.matrix[missing],
+                rows=[rows[i] for i in missing],
+                batch_threads=batch_threads,
+            ),
+            count=len(missing),
         )
     by_row = existing | {p["source_row"]: p for p in inserted}
     return {

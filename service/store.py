@@ -6,15 +6,17 @@ commits); every value travels as a bound parameter or through COPY, never in the
 
 from __future__ import annotations
 
-import io
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
 
-# Above this many rows COPY beats one INSERT ... RETURNING (measured: bench/service_bench.py).
+# From this many rows on, COPY beats one INSERT ... RETURNING per row.
 COPY_THRESHOLD = 20
+# Rows per piece of a streamed COPY: small enough to overlap prediction with ingestion.
+COPY_CHUNK_ROWS = 500
 _COLUMNS = "id, created_at, source, features, prediction, probability, model_version, source_file, source_row"
 
 
@@ -68,15 +70,34 @@ def insert_predictions(
     *,
     source: str,
     model_version: str,
-    predictions: list[NewPrediction],
+    predictions: Iterable[NewPrediction],
+    count: int,
     source_file: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Insert new predictions; returns them as stored (id, created_at), in the given order."""
-    if not predictions:
+    """Insert `count` new predictions; returns them as stored (id, created_at), in order.
+
+    `predictions` may be lazy: above COPY_THRESHOLD rows they are consumed while COPY
+    streams, so PostgreSQL ingests one chunk while the next one is being predicted.
+    """
+    if count == 0:
         return []
+    out: list[dict[str, Any]] = []
+
+    def stored(pid: int, created_at: datetime, p: NewPrediction) -> dict[str, Any]:
+        return {
+            "id": pid,
+            "created_at": created_at,
+            "source": source,
+            "features": p.features,
+            "prediction": p.prediction,
+            "probability": p.probability,
+            "model_version": model_version,
+            "source_file": source_file,
+            "source_row": p.source_row,
+        }
+
     with conn.cursor() as cur:
-        if len(predictions) < COPY_THRESHOLD:
-            stamped = []
+        if count < COPY_THRESHOLD:
             for p in predictions:
                 cur.execute(
                     """INSERT INTO predictions (source, features, prediction, probability,
@@ -92,58 +113,56 @@ def insert_predictions(
                         p.source_row,
                     ),
                 )
-                stamped.append(cur.fetchone())
-            ids = [pid for pid, _ in stamped]
-            created = [ts for _, ts in stamped]
-        else:
-            ids, created = _copy_predictions(cur, source, model_version, predictions, source_file)
-    return [
-        {
-            "id": pid,
-            "created_at": created_at,
-            "source": source,
-            "features": p.features,
-            "prediction": p.prediction,
-            "probability": p.probability,
-            "model_version": model_version,
-            "source_file": source_file,
-            "source_row": p.source_row,
-        }
-        for pid, created_at, p in zip(ids, created, predictions, strict=True)
-    ]
-
-
-def _copy_predictions(
-    cur, source: str, model_version: str, predictions: list[NewPrediction], source_file: str | None
-) -> tuple[list[int], list[datetime]]:
-    """COPY many rows at once (ARCHITECTURE.md: COPY 103k rows/s, one INSERT per row 1k)."""
-    # COPY cannot return the ids, so take them from the sequence first; `now()` is the
-    # transaction's start, the same value the column default gives every row.
-    cur.execute(
-        "SELECT now(), array(SELECT nextval('predictions_id_seq') FROM generate_series(1, %s))",
-        (len(predictions),),
-    )
-    created_at, ids = cur.fetchone()
-    head = f"\t{_copy_text(source)}\t"
-    file_column = "\\N" if source_file is None else _copy_text(source_file)
-    version = _copy_text(model_version)
-    buf = io.StringIO()
-    write = buf.write
-    dumps = orjson.dumps
-    for pid, p in zip(ids, predictions, strict=True):
-        row = "\\N" if p.source_row is None else str(p.source_row)
-        features = _copy_text(dumps(p.features).decode())
-        write(
-            f"{pid}{head}{features}\t{_copy_text(p.prediction)}\t{p.probability!r}"
-            f"\t{version}\t{file_column}\t{row}\n"
+                out.append(stored(*cur.fetchone(), p))
+            return out
+        # COPY cannot return the ids, so take them from the sequence first; `now()` is the
+        # transaction's start, the same value the column default gives every row.
+        cur.execute(
+            "SELECT now(), array(SELECT nextval('predictions_id_seq') FROM generate_series(1, %s))",
+            (count,),
         )
-    buf.seek(0)
-    cur.copy_expert(
-        "COPY predictions (id, source, features, prediction, probability, model_version,"
-        " source_file, source_row) FROM STDIN",
-        buf,
-    )
-    return ids, [created_at] * len(ids)
+        created_at, ids = cur.fetchone()
+        head = f"\t{_copy_text(source)}\t"
+        tail = f"\t{_copy_text(model_version)}\t" + (
+            "\\N" if source_file is None else _copy_text(source_file)
+        )
+        dumps = orjson.dumps
+
+        def chunks() -> Iterator[str]:
+            lines: list[str] = []
+            for pid, p in zip(ids, predictions, strict=True):
+                out.append(stored(pid, created_at, p))
+                row = "\\N" if p.source_row is None else str(p.source_row)
+                lines.append(
+                    f"{pid}{head}{_copy_text(dumps(p.features).decode())}\t"
+                    f"{_copy_text(p.prediction)}\t{p.probability!r}{tail}\t{row}\n"
+                )
+                if len(lines) == COPY_CHUNK_ROWS:
+                    yield "".join(lines)
+                    lines = []
+            if lines:
+                yield "".join(lines)
+
+        cur.copy_expert(
+            "COPY predictions (id, source, features, prediction, probability, model_version,"
+            " source_file, source_row) FROM STDIN",
+            _ChunkReader(chunks()),
+        )
+    return out
+
+
+class _ChunkReader:
+    """A file-like object over an iterator of strings, for `copy_expert`: psycopg2 sends
+    whatever each read() returns, so a read is one whole chunk."""
+
+    def __init__(self, chunks: Iterator[str]):
+        self._chunks = chunks
+
+    def read(self, size: int = -1) -> str:
+        return next(self._chunks, "")
+
+    def readline(self, size: int = -1) -> str:
+        return self.read()
 
 
 def lock_source_file(conn, source_file: str) -> None:
