@@ -12,7 +12,7 @@ import pytest
 
 from error_injection import errors
 from error_injection.generate import Plan, build, write
-from tests.conftest import TFDV_PYTHON
+from tests.conftest import APP_PYTHON, TFDV_PYTHON
 
 # Drift is noisy on 50 rows: clean files of German Credit reach up to 2.1x a threshold
 # (measured), the injected shifts 3.3x to 8x. Demand a clear margin over both.
@@ -140,3 +140,34 @@ def test_the_check_script_reports_a_read_error_instead_of_failing(tmp_path):
     first, second = json.loads(result.stdout)
     assert first["read_error"].startswith("UnicodeDecodeError")
     assert second["read_error"].startswith("EmptyDataError")
+
+
+DIGEST = """
+import hashlib
+from error_injection.generate import Plan, build, load_source
+from mlsys.config import get_settings
+from mlsys.features import load_feature_spec
+s = get_settings()
+spec = load_feature_spec(s.schema_path, target=s.target_column)
+files = build(load_source(s.dataset_path, spec, s.target_column), spec,
+              Plan(seed=11, files=28, error_share=1.0))
+digest = hashlib.sha256()
+for f in files:
+    digest.update(f.content)
+    digest.update(repr(f.manifest).encode())
+print(digest.hexdigest())
+"""
+
+
+def test_the_generators_give_identical_files_in_the_tfdv_environment(settings):
+    """pandas 1.5 / numpy 1.26 there, pandas 3 / numpy 2 here: same registry, same bytes."""
+    env = os.environ | {"DATASET_PATH": str(settings.dataset_path)}
+    digests = [
+        subprocess.run(
+            [str(python), "-c", DIGEST], capture_output=True, text=True, env=env, timeout=120
+        )
+        for python in (APP_PYTHON, TFDV_PYTHON)
+    ]
+    for result in digests:
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert digests[0].stdout == digests[1].stdout
