@@ -192,3 +192,14 @@ def test_drift_files_of_one_run_shift_the_same_feature(source, spec):
             if i["error_type"] == name
         }
         assert len(columns) == 1, (name, columns)
+
+
+def test_each_injection_agrees_with_its_registry_entry(source, spec):
+    for name, kind in errors.REGISTRY.items():
+        inj = run(name, source, spec, 3)[2]
+        assert (inj.level, inj.check, inj.unusable, inj.drift) == (
+            kind.level, kind.check, kind.unusable, kind.drift
+        ), name  # fmt: skip
+        for types in inj.expected_anomalies.values():
+            assert set(types) <= set(kind.tfdv_anomalies), name
+        assert bool(inj.expected_anomalies) == bool(kind.tfdv_anomalies), name
