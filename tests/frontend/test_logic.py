@@ -300,3 +300,14 @@ def test_source_choices_map_to_the_api_values():
         "webapp": "webapp",
         "scheduled predictions": "scheduled",
     }
+
+
+def test_blank_lines_are_skipped_but_a_row_of_empty_cells_is_reported(info, applications):
+    header = ",".join(applications.columns)
+    first = ",".join(str(v) for v in applications.iloc[0])
+    data = f"{header}\n{first}\n\n   \n{first}\n".encode()
+    assert logic.parse_upload(data, info.features, max_bytes=MB).rows == 2
+    empty_row = "," * (len(applications.columns) - 1)
+    error = refused(f"{header}\n{first}\n{empty_row}\n".encode(), info)
+    assert error.total == len(applications.columns)
+    assert {(p.row, p.message) for p in error.problems} == {(2, "missing value")}
