@@ -175,10 +175,34 @@ def stop_service(settings: Settings, name: str, *, grace_s: float = 30.0) -> str
     )
 
 
+def raw_data_up(settings: Settings) -> str:
+    """Generate raw files (with injected errors) when raw-data is empty, so data flows."""
+    raw = settings.raw_data_dir
+    waiting = sorted(raw.glob("*.csv")) if raw.exists() else []
+    if waiting:
+        return f"raw-data: {len(waiting)} files waiting in {raw}"
+    seed = 42
+    if (settings.data_dir / "manifests" / "raw-s42-0001.json").exists():
+        seed = int(time.time())  # the first set was ingested already: a new one
+    result = subprocess.run(
+        [sys.executable, "-m", "error_injection", "generate", "--seed", str(seed), "--no-progress"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise SystemExit(f"raw-data generation failed:\n{result.stderr[-2000:]}")
+    count = len(list(raw.glob("*.csv")))
+    return f"raw-data: generated {count} files in {raw} (seed {seed}, half with injected errors)"
+
+
 def up(settings: Settings) -> list[str]:
-    lines = [database_up(settings)]
+    lines = [database_up(settings), raw_data_up(settings)]
     for service in services():
         lines.append(start_service(settings, service))
+    lines += [
+        f"data folders: {settings.data_dir} (raw-data, good_data, bad_data, reports)",
+        f"logs: {log_dir(settings)}",
+        "stop everything with `make down`; see what runs with `make status`",
+    ]
     return lines
 
 

@@ -25,7 +25,9 @@ TFDV_PYTHON = str(get_pipeline_settings().tfdv_python)
     doc_md=__doc__,
 )
 def ingest_data():
-    @task
+    # Dict results travel as one XCom (not one per key), and the validation result, which can
+    # list every bad row, is not copied into the task log every minute.
+    @task(multiple_outputs=False)
     def read_data() -> dict:
         from pipelines.ingestion import tasks
 
@@ -35,7 +37,12 @@ def ingest_data():
         return claimed | {"config": tasks.validation_config(get_pipeline_settings()),
                           "worker_url": get_pipeline_settings().tfdv_worker_url}  # fmt: skip
 
-    @task.external_python(python=TFDV_PYTHON, expect_airflow=False)
+    @task.external_python(
+        python=TFDV_PYTHON,
+        expect_airflow=False,
+        multiple_outputs=False,
+        show_return_value_in_logs=False,
+    )
     def validate_data(claimed: dict) -> dict:
         from pipelines.ingestion.tfdv_worker import validate_claimed
 
@@ -47,13 +54,13 @@ def ingest_data():
 
         return tasks.save_statistics(get_pipeline_settings(), result)
 
-    @task
+    @task(multiple_outputs=False)
     def send_alerts(result: dict) -> dict:
         from pipelines.ingestion import tasks
 
         return tasks.send_alerts(get_pipeline_settings(), result)
 
-    @task
+    @task(multiple_outputs=False)
     def split_and_save_data(claimed: dict, result: dict) -> dict:
         from pipelines.ingestion import tasks
 
