@@ -1,6 +1,6 @@
 """A real browser on the running app: headless Chromium (Debian's package) driven by Playwright.
 
-The UI runs as `make up` runs it (the same Streamlit command line, frontend/launch.py) and talks
+The UI runs as `make up` runs it (mlsys.ops starting frontend/launch.py's SERVICE) and talks
 to the real service; the test fills the form, uploads CSV files and filters past predictions,
 saving a screenshot of each step under test-artifacts/<test name>/.
 """
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,9 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from frontend.launch import command
-from mlsys import model, pg
-from mlsys.config import ROOT, load_settings
+from mlsys import model, ops, pg
+from mlsys.config import load_settings
 from mlsys.features import get_feature_spec
 from tests.frontend.conftest import count_predictions, post_scheduled
 
@@ -39,42 +36,36 @@ WAIT_MS = 30_000
 
 @pytest.fixture(scope="module")
 def ui_url(api_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The Streamlit app, started with `make up`'s command line on a free port."""
-    port = pg.free_port()
-    env = os.environ | {"API_URL": api_url, "UI_PORT": str(port), "UI_BATCH_RECORDS": "25"}
-    log = tmp_path_factory.mktemp("ui") / "streamlit.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            command(load_settings(env)),
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, f"streamlit exited: {log.read_text()[-2000:]}"
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer,
-            ):
-                if answer.status == 200:
-                    break
-            assert time.monotonic() < deadline, f"streamlit not answering: {log.read_text()}"
-            time.sleep(0.3)
-        yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+    """The Streamlit app, started by `make up`'s own code (mlsys.ops) on a free port."""
+    from frontend.launch import SERVICE
+
+    env = {
+        "API_URL": api_url,
+        "UI_PORT": str(pg.free_port()),
+        "UI_BATCH_RECORDS": "25",  # 60 rows: three requests
+        "VAR_DIR": str(tmp_path_factory.mktemp("ui-var")),  # pid and log files
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        settings = load_settings()
+        ops.start_service(settings, SERVICE)
+        url = SERVICE.url(settings)
+        log = ops.log_dir(settings) / f"{SERVICE.name}.log"
         try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            deadline = time.monotonic() + 60
+            while True:
+                with (
+                    contextlib.suppress(OSError),
+                    urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as answer,
+                ):
+                    if answer.status == 200:
+                        break
+                assert time.monotonic() < deadline, f"streamlit not healthy: {log.read_text()}"
+                time.sleep(0.3)
+            yield url
+        finally:
+            ops.stop_service(settings, SERVICE.name, grace_s=20)
 
 
 @pytest.fixture
@@ -111,6 +102,7 @@ def test_browser_predict_form_upload_csv_and_filter_past_predictions(
     # 1. The form: every field from the schema, filled as a user does, then Predict.
     page.goto(ui_url)
     expect(page.get_by_role("heading", name="Predict credit risk")).to_be_visible()
+    expect(page.get_by_role("button", name="Deploy")).to_have_count(0)  # a user's view
     record = applications.iloc[0].to_dict()
     for feature in spec.features:
         value = record[feature.name]
