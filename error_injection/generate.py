@@ -46,6 +46,8 @@ class Plan:
         return self.prefix if self.prefix is not None else f"raw-s{self.seed}"
 
     def check(self) -> None:
+        if self.seed < 0:
+            raise GenerationError(f"the seed must be a non-negative integer, got {self.seed}")
         if (self.files is None) == (self.rows_per_file is None):
             raise GenerationError("give either a number of files or a number of rows per file")
         if self.files is not None and self.files < 1:
@@ -154,8 +156,8 @@ def build(
         if error is None:
             output = errors.Output(chunk)
         else:
-            # One generator per file, seeded by (seed, file index): a file does not change
-            # when other files of the run are added or removed.
+            # One generator per file, seeded by (seed, file index): a file's injection depends
+            # on its seed, index, rows and type only, not on the order files are built in.
             rng = np.random.default_rng([plan.seed, index])
             ctx = errors.Context(spec, rng, plan.row_share, run_seed=plan.seed, reference=source)
             try:

@@ -126,6 +126,7 @@ def test_an_earlier_run_is_never_overwritten_unless_asked(default_run):
     [
         (["--types", "missing_value,typo"], "unknown error type(s): typo; known: missing_value"),
         (["--error-share", "1.5"], "1.5 is not between 0 and 1"),
+        (["--seed", "-1"], "the seed must be a non-negative integer, got -1"),
         (["--files", "0"], "0 is not a positive integer"),
         (["--files", "2000"], "cannot split 1000 rows into 2000 non-empty files"),
         (["--files", "3", "--rows-per-file", "4"], "not allowed with argument"),
