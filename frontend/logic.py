@@ -454,11 +454,13 @@ def past_frame(items: Sequence[Prediction], feature_names: Sequence[str]) -> pd.
 def time_bucket(start: datetime, end: datetime) -> tuple[str, str, str]:
     """A pandas frequency for a chart over [start, end], its name, and a label format."""
     span = end - start
+    if span <= timedelta(hours=3):
+        return "10min", "10 minutes", "%Y-%m-%d %H:%M"
     if span <= timedelta(days=2):
         return "h", "hour", "%Y-%m-%d %H:00"
     if span <= timedelta(days=92):
         return "D", "day", "%Y-%m-%d"
-    return "W-SUN", "week", "week of %Y-%m-%d"  # weeks from Monday to Sunday
+    return "W-MON", "week", "week of %Y-%m-%d"  # weeks starting on Monday
 
 
 def counts_over_time(
@@ -475,12 +477,15 @@ def counts_over_time(
     frame = pd.DataFrame(stamped, columns=["created_at", "prediction"])
     created = pd.to_datetime(frame["created_at"], utc=True).dt.tz_localize(None)  # UTC
     freq, name, label = time_bucket(created.min(), created.max())
-    frame["bucket"] = created.dt.to_period(freq)
+    if freq == "W-MON":  # weeks are not fixed lengths for floor(): go through periods
+        frame["bucket"] = created.dt.to_period("W-SUN").dt.start_time
+    else:
+        frame["bucket"] = created.dt.floor(freq)
+    every = pd.date_range(frame["bucket"].min(), frame["bucket"].max(), freq=freq)
     table = frame.pivot_table(index="bucket", columns="prediction", aggfunc="size", fill_value=0)
-    every = pd.period_range(frame["bucket"].min(), frame["bucket"].max(), freq=freq)
     order = list(classes) + sorted(set(table.columns) - set(classes))
     table = table.reindex(index=every, columns=order, fill_value=0)
-    table.index = [period.start_time.strftime(label) for period in table.index]
+    table.index = [stamp.strftime(label) for stamp in table.index]
     table.index.name = name
     table.columns.name = None
     return table.astype(int), name

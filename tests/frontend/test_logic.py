@@ -263,15 +263,19 @@ def test_past_predictions_flatten_features_after_the_prediction(info):
 
 def test_counts_over_time_by_class_pick_a_bucket_that_fits_the_span():
     t0 = datetime(2026, 11, 2, 10, 15, tzinfo=UTC)
-    hours = [prediction("1", 0.9, t0), prediction("0", 0.1, t0 + timedelta(minutes=20))]
-    hours.append(prediction("1", 0.9, t0 + timedelta(hours=2)))
-    table, bucket = logic.counts_over_time(hours, ["0", "1"])
-    assert bucket == "hour"
+    minutes = [prediction("1", 0.9, t0), prediction("0", 0.1, t0 + timedelta(minutes=3))]
+    minutes.append(prediction("1", 0.9, t0 + timedelta(minutes=21)))
+    table, bucket = logic.counts_over_time(minutes, ["0", "1"])
+    assert bucket == "10 minutes"
     assert table.to_dict("index") == {
-        "2026-11-02 10:00": {"0": 1, "1": 1},
-        "2026-11-02 11:00": {"0": 0, "1": 0},  # an empty hour is a bar of zero, not a gap
-        "2026-11-02 12:00": {"0": 0, "1": 1},
+        "2026-11-02 10:10": {"0": 1, "1": 1},
+        "2026-11-02 10:20": {"0": 0, "1": 0},  # an empty bucket is a bar of zero, not a gap
+        "2026-11-02 10:30": {"0": 0, "1": 1},
     }
+    hours = [prediction("1", 0.9, t0), prediction("0", 0.1, t0 + timedelta(hours=5))]
+    table, bucket = logic.counts_over_time(hours, ["0", "1"])
+    assert bucket == "hour" and len(table) == 6
+    assert table.index[0] == "2026-11-02 10:00" and table.index[-1] == "2026-11-02 15:00"
     days = [prediction("0", 0.1, t0 + timedelta(days=5)), prediction("0", 0.1, t0)]
     table, bucket = logic.counts_over_time(days, ["0", "1"])
     assert bucket == "day" and len(table) == 6

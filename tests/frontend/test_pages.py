@@ -276,7 +276,7 @@ def test_past_predictions_filter_by_source_and_date_and_page(api_url, use_api, u
     # Default: the last 7 days, every source.
     assert any(m.value.startswith("**35 predictions** (all)") for m in at.markdown)
     [chart] = at.get("vega_lite_chart")
-    assert "hour (UTC)" in chart.proto.spec  # 35 predictions of the last minutes: hourly bars
+    assert "10 minutes (UTC)" in chart.proto.spec  # predictions of the last minutes
     table = at.dataframe[0].value
     assert len(table) == 35 and set(table["source"]) == {"webapp", "scheduled"}
     assert {"age", "purpose", "prediction", "probability"} <= set(table.columns)
