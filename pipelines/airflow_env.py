@@ -22,6 +22,8 @@ def airflow_environment(
     settings: Settings, *, home: Path, metadata_url: str | None = None, port: int | None = None
 ) -> dict[str, str]:
     bin_dir = airflow_bin_dir()
+    api_port = port or settings.airflow_port
+    log_port = int(os.environ.get("AIRFLOW_LOG_SERVER_PORT", "") or 8793)
     return {
         "AIRFLOW_HOME": str(home),
         # `airflow standalone` spawns `airflow ...` sub-commands through PATH.
@@ -34,13 +36,18 @@ def airflow_environment(
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url or settings.airflow_database_url,
         "AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS": "False",
-        "AIRFLOW__API__PORT": str(port or settings.airflow_port),
+        "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__HOST": "127.0.0.1",
+        # Task processes report to the api-server: follow its port.
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        # Log servers of workers and triggerers (two ports), configurable so that two
+        # Airflows (yours and the end-to-end test's) can run side by side.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(log_port + 1),
         # Local use: everybody is admin, no generated password to look up.
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         # Pick up new and changed DAG files quickly.
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "NO_PROXY": "*",  # macOS-style proxy lookups can hang forked workers
     }

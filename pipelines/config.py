@@ -48,7 +48,7 @@ def _int(env: dict[str, str], name: str, default: int, low: int) -> int:
 def load_pipeline_settings(env: dict[str, str] | None = None) -> PipelineSettings:
     core = get_settings() if env is None else load_settings(env)
     env = dict(os.environ if env is None else env)
-    worker_port = _int(env, "TFDV_WORKER_PORT", 8793, 1)
+    worker_port = _int(env, "TFDV_WORKER_PORT", 8790, 1)
     venvs = Path(env.get("VENV_DIR", "").strip() or ROOT / ".venvs")
     teams_format = env.get("TEAMS_FORMAT", "adaptive").strip().lower() or "adaptive"
     if teams_format not in ("adaptive", "messagecard"):

@@ -1,6 +1,6 @@
 """A warm TFDV process: validates files on request so that runs skip the 15-22 s import.
 
-    .venvs/tfdv/bin/python -m pipelines.ingestion.tfdv_worker --port 8793
+    .venvs/tfdv/bin/python -m pipelines.ingestion.tfdv_worker --port 8790
 
 `make up` starts it; the `validate_data` task (in the `tfdv` environment) sends it the claimed
 file's path and falls back to importing TFDV itself when the worker is not reachable, so the
