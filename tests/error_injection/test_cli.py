@@ -110,14 +110,20 @@ def test_rows_per_file_types_and_shares_are_obeyed(tmp_path):
         assert len(d["bad_rows"]) == round(0.2 * size)
 
 
-def test_an_earlier_run_is_never_overwritten_unless_asked(default_run):
+def test_an_earlier_run_is_never_overwritten_unless_asked(default_run, capsys):
     before = snapshot(default_run / "raw-data")
-    refused = generate(default_run, "--types", "empty_file", "--error-share", "1")
-    assert refused.returncode == 2
-    assert "already exist" in refused.stderr and "--overwrite" in refused.stderr
+    folders = [
+        "--out",
+        str(default_run / "raw-data"),
+        "--manifests",
+        str(default_run / "manifests"),
+    ]
+    refused = cli.main(["generate", "--no-progress", *folders, "--types", "empty_file"])
+    assert refused == 2
+    message = capsys.readouterr().err
+    assert "already exist" in message and "--overwrite" in message
     assert snapshot(default_run / "raw-data") == before
-    same = generate(default_run, "--overwrite")
-    assert same.returncode == 0, same.stderr
+    assert cli.main(["generate", "--no-progress", *folders, "--overwrite"]) == 0
     assert snapshot(default_run / "raw-data") == before
 
 
