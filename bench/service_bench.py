@@ -45,6 +45,8 @@ BATCH_REPEATS = int(os.environ.get("BENCH_BATCH_REPEATS", 5))
 BASELINE_ROWS = int(os.environ.get("BENCH_BASELINE_ROWS", 2_000))
 LOAD_SECONDS = int(os.environ.get("BENCH_LOAD_SECONDS", 10))
 CLIENTS = 4
+# Which parts to run (all by default): past, single, async, batch.
+PARTS = set(os.environ.get("BENCH_PARTS", "past,single,async,batch").split(","))
 PAST_REQUESTS = 300
 DAYS = 30
 
@@ -115,6 +117,45 @@ def bulk_load(dsn: str, rows: int, record: dict) -> None:
             {"days": DAYS, "rows": rows, "features": orjson.dumps(record).decode()},
         )
         cur.execute("ANALYZE predictions")
+
+
+def commit_floor(dsn: str, record: dict, per_client: int = 200) -> tuple[float, float, float]:
+    """What the disk allows: CLIENTS connections each doing INSERT ... RETURNING in autocommit,
+    as a single prediction does, with nothing else. Returns (p50 ms, p99 ms, commits/s)."""
+    import threading
+
+    import psycopg2
+
+    features = orjson.dumps(record).decode()
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        conn = psycopg2.connect(dsn)
+        conn.autocommit = True
+        mine = []
+        with conn.cursor() as cur:
+            for _ in range(per_client):
+                t = time.perf_counter()
+                cur.execute(
+                    """INSERT INTO predictions (source, features, prediction, probability, model_version)
+                       VALUES ('webapp', %s, '1', 0.7, 'bench-floor') RETURNING id, created_at""",
+                    (features,),
+                )
+                cur.fetchone()
+                mine.append((time.perf_counter() - t) * 1e3)
+        conn.close()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    elapsed = time.perf_counter() - t
+    return statistics.median(latencies), _pct(latencies, 99), len(latencies) / elapsed
 
 
 def count_rows(dsn: str) -> int:
@@ -263,6 +304,36 @@ def naive_baseline(url: str, records: list[dict], version: str) -> float:
     return len(records) / elapsed
 
 
+def single_predictions(
+    report, wrk: str | None, base: str, port: int, dsn: str, one: bytes, tmp: Path
+) -> None:
+    """Single predictions vs the trivial endpoint, 4 clients; checks every answer was stored."""
+    if wrk:
+        run_wrk(wrk, f"{base}/livez", 2, None, tmp)  # warm-up
+        trivial = run_wrk(wrk, f"{base}/livez", LOAD_SECONDS, None, tmp)
+        run_wrk(wrk, f"{base}/predict", 2, one, tmp)
+        before = count_rows(dsn)
+        single = run_wrk(wrk, f"{base}/predict", LOAD_SECONDS, one, tmp)
+    else:
+        trivial = run_python_load("127.0.0.1", port, "/livez", LOAD_SECONDS, None)
+        before = count_rows(dsn)
+        single = run_python_load("127.0.0.1", port, "/predict", LOAD_SECONDS, one)
+    written = count_rows(dsn) - before
+    share = single.rps / trivial.rps
+    report(
+        f"single predictions, {CLIENTS} clients ({single.tool}): {single.rps:,.0f} req/s, "
+        f"p50 {single.p50_ms:.2f} ms, p99 {single.p99_ms:.2f} ms, {single.non_2xx} errors, "
+        f"{written:,} rows stored for {single.requests:,} answers"
+    )
+    report(
+        f"  reference /livez: {trivial.rps:,.0f} req/s, p99 {trivial.p99_ms:.2f} ms | "
+        f"throughput {share:.0%} of it (target >= 40%: {verdict(share >= 0.4)}), "
+        f"p99 target < 10 ms: {verdict(single.p99_ms < 10)}"
+    )
+    if single.non_2xx or written < single.requests:
+        report("  ERROR: some single predictions failed or were not stored")
+
+
 # --- the run -----------------------------------------------------------------------------
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
@@ -317,62 +388,67 @@ def main() -> int:
             )
 
             # 1. past-predictions over the stored rows
-            day_paths = [
-                f"/past-predictions?start={d}&end={d}&source=webapp&limit=100"
-                for d in _days_back(i % (DAYS - 1) + 1 for i in range(PAST_REQUESTS))
-            ]
-            timed_requests("127.0.0.1", port, day_paths[:20])  # warm the caches
-            past = timed_requests("127.0.0.1", port, day_paths)
-            ref = timed_requests("127.0.0.1", port, ["/livez"] * PAST_REQUESTS)
-            p50 = statistics.median(past)
-            report(
-                f"past-predictions ({count_rows(dsn):,} rows, 1 day, 1 source, page of 100): "
-                f"p50 {p50:.1f} ms, p95 {_pct(past, 95):.1f} ms | reference /livez p50 "
-                f"{statistics.median(ref):.2f} ms | target p50 < 20 ms: {verdict(p50 < 20)}"
-            )
+            if "past" in PARTS:
+                day_paths = [
+                    f"/past-predictions?start={d}&end={d}&source=webapp&limit=100"
+                    for d in _days_back(i % (DAYS - 1) + 1 for i in range(PAST_REQUESTS))
+                ]
+                timed_requests("127.0.0.1", port, day_paths[:20])  # warm the caches
+                past = timed_requests("127.0.0.1", port, day_paths)
+                ref = timed_requests("127.0.0.1", port, ["/livez"] * PAST_REQUESTS)
+                p50 = statistics.median(past)
+                report(
+                    f"past-predictions ({count_rows(dsn):,} rows, 1 day, 1 source, page of 100): "
+                    f"p50 {p50:.1f} ms, p95 {_pct(past, 95):.1f} ms | reference /livez p50 "
+                    f"{statistics.median(ref):.2f} ms | target p50 < 20 ms: {verdict(p50 < 20)}"
+                )
 
             # 2. single predictions, 4 clients
             one = orjson.dumps({"source": "webapp", "records": [records[1]]})
-            before = count_rows(dsn)
-            if wrk:
-                run_wrk(wrk, f"{base}/livez", 2, None, tmp)  # warm-up
-                trivial = run_wrk(wrk, f"{base}/livez", LOAD_SECONDS, None, tmp)
-                run_wrk(wrk, f"{base}/predict", 2, one, tmp)
-                before = count_rows(dsn)
-                single = run_wrk(wrk, f"{base}/predict", LOAD_SECONDS, one, tmp)
-            else:
-                trivial = run_python_load("127.0.0.1", port, "/livez", LOAD_SECONDS, None)
-                single = run_python_load("127.0.0.1", port, "/predict", LOAD_SECONDS, one)
-            written = count_rows(dsn) - before
-            share = single.rps / trivial.rps
-            report(
-                f"single predictions, {CLIENTS} clients ({single.tool}): {single.rps:,.0f} req/s, "
-                f"p50 {single.p50_ms:.2f} ms, p99 {single.p99_ms:.2f} ms, {single.non_2xx} errors, "
-                f"{written:,} rows stored for {single.requests:,} answers"
-            )
-            report(
-                f"  reference /livez: {trivial.rps:,.0f} req/s, p99 {trivial.p99_ms:.2f} ms | "
-                f"throughput {share:.0%} of it (target >= 40%: {verdict(share >= 0.4)}), "
-                f"p99 target < 10 ms: {verdict(single.p99_ms < 10)}"
-            )
-            if single.non_2xx or written < single.requests:
-                report("  ERROR: some single predictions failed or were not stored")
+            if "single" in PARTS:
+                floor_p50, floor_p99, floor_rate = commit_floor(dsn, records[1])
+                report(
+                    f"disk floor: {CLIENTS} clients doing INSERT + COMMIT alone: {floor_rate:,.0f} commits/s, "
+                    f"p50 {floor_p50:.2f} ms, p99 {floor_p99:.2f} ms"
+                )
+                single_predictions(report, wrk, base, port, dsn, one, tmp)
+            if "async" in PARTS:
+                # The same, with COMMIT not waiting for the disk (not the default): what the
+                # service itself can do once the disk is out of the way.
+                launch.stop(proc)
+                port = pg.free_port()
+                base = f"http://127.0.0.1:{port}"
+                env |= {"API_PORT": str(port), "API_DB_SYNCHRONOUS_COMMIT": "0"}
+                proc = launch.spawn(env, tmp / "api-async.log")
+                launch.wait_until_serving(proc, base, timeout_s=120)
+                report(
+                    "with API_DB_SYNCHRONOUS_COMMIT=0 (not the default; a database crash can lose ~0.6 s):"
+                )
+                single_predictions(report, wrk, base, port, dsn, one, tmp)
+                launch.stop(proc)
+                env.pop("API_DB_SYNCHRONOUS_COMMIT")
+                port = pg.free_port()
+                base = f"http://127.0.0.1:{port}"
+                env["API_PORT"] = str(port)
+                proc = launch.spawn(env, tmp / "api-again.log")
+                launch.wait_until_serving(proc, base, timeout_s=120)
 
             # 3. 10,000-row batch vs the naive baseline
-            baseline = naive_baseline(
-                url, [records[i % len(records)] for i in range(BASELINE_ROWS)], version
-            )
-            batch = [records[i % len(records)] for i in range(BATCH_ROWS)]
-            body = orjson.dumps({"source": "webapp", "records": batch})
-            post_batch("127.0.0.1", port, body)  # warm-up
-            times = [post_batch("127.0.0.1", port, body) for _ in range(BATCH_REPEATS)]
-            rate = BATCH_ROWS / statistics.median(times)
-            report(
-                f"10,000-row batch ({len(body) / 1e6:.1f} MB): median {statistics.median(times) * 1e3:.0f} ms, "
-                f"{rate:,.0f} rows/s (best {BATCH_ROWS / min(times):,.0f}) | reference naive ORM "
-                f"{baseline:,.0f} rows/s | {rate / baseline:.0f}x (target >= 20x: "
-                f"{verdict(rate >= 20 * baseline)}; aim 50,000 rows/s: {verdict(rate >= 50_000)})"
-            )
+            if "batch" in PARTS:
+                baseline = naive_baseline(
+                    url, [records[i % len(records)] for i in range(BASELINE_ROWS)], version
+                )
+                batch = [records[i % len(records)] for i in range(BATCH_ROWS)]
+                body = orjson.dumps({"source": "webapp", "records": batch})
+                post_batch("127.0.0.1", port, body)  # warm-up
+                times = [post_batch("127.0.0.1", port, body) for _ in range(BATCH_REPEATS)]
+                rate = BATCH_ROWS / statistics.median(times)
+                report(
+                    f"10,000-row batch ({len(body) / 1e6:.1f} MB): median {statistics.median(times) * 1e3:.0f} ms, "
+                    f"{rate:,.0f} rows/s (best {BATCH_ROWS / min(times):,.0f}) | reference naive ORM "
+                    f"{baseline:,.0f} rows/s | {rate / baseline:.0f}x (target >= 20x: "
+                    f"{verdict(rate >= 20 * baseline)}; aim 50,000 rows/s: {verdict(rate >= 50_000)})"
+                )
         finally:
             if proc is not None:
                 launch.stop(proc)

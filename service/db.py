@@ -40,12 +40,19 @@ def _first_line(exc: BaseException) -> str:
 
 class Database:
     def __init__(
-        self, url: str, *, pool_size: int, connect_timeout_s: int, statement_timeout_ms: int
+        self,
+        url: str,
+        *,
+        pool_size: int,
+        connect_timeout_s: int,
+        statement_timeout_ms: int,
+        synchronous_commit: bool = True,
     ):
         self.dsn = psycopg2_dsn(url)
         self.pool_size = pool_size
         self.connect_timeout_s = connect_timeout_s
         self.statement_timeout_ms = statement_timeout_ms
+        self.synchronous_commit = synchronous_commit
         self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="db")
         self._local = threading.local()
         self._all: set[Connection] = set()
@@ -59,7 +66,8 @@ class Database:
                 connect_timeout=self.connect_timeout_s,
                 application_name="mlsys-service",
                 # UTC so that every timestamp we return reads the same on every machine.
-                options=f"-c timezone=UTC -c statement_timeout={self.statement_timeout_ms}",
+                options=f"-c timezone=UTC -c statement_timeout={self.statement_timeout_ms}"
+                + ("" if self.synchronous_commit else " -c synchronous_commit=off"),
             )
         except psycopg2.Error as exc:
             raise DatabaseUnavailable(f"the database is unreachable: {_first_line(exc)}") from exc

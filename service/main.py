@@ -8,6 +8,7 @@ before a fork (LightGBM + OpenMP can hang in a forked child).
 # No `from __future__ import annotations`: FastAPI must evaluate the route signatures,
 # whose Query descriptions use values known only inside create_app().
 
+import gc
 import logging
 import re
 from contextlib import asynccontextmanager
@@ -87,8 +88,13 @@ def create_app(
             pool_size=conf.db_pool_size,
             connect_timeout_s=conf.db_connect_timeout_s,
             statement_timeout_ms=conf.db_statement_timeout_ms,
+            synchronous_commit=conf.db_synchronous_commit,
         )
         app.state.models, app.state.db = models, db
+        # Everything loaded so far (FastAPI, LightGBM, pandas pulled in by it) lives as long
+        # as the process: keep it out of the cyclic GC, whose full passes over it would show
+        # up as latency spikes.
+        gc.freeze()
         try:
             yield
         finally:
