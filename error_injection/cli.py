@@ -83,6 +83,11 @@ def parser() -> argparse.ArgumentParser:
         "--row-share", type=_share, default=0.1,
         help="share of a bad file's rows a row-level error touches, at least one (default 0.1)",
     )  # fmt: skip
+    gen.add_argument(
+        "--errors-per-file", type=_positive, default=1,
+        help="row-level error types per bad file, on distinct rows and features (default 1); "
+        "file-level errors always come alone",
+    )  # fmt: skip
     gen.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
     gen.add_argument(
         "--types", type=_types, default=tuple(errors.REGISTRY),
@@ -136,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         rows_per_file=args.rows_per_file,
         error_share=args.error_share,
         row_share=args.row_share,
+        errors_per_file=args.errors_per_file,
         types=args.types,
         prefix=args.prefix,
     )
@@ -150,10 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     except (GenerationError, ConfigError, SchemaError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    counts = Counter(
-        f.manifest["injections"][0]["error_type"] for f in files if f.manifest["injections"]
-    )
-    bad = sum(counts.values())
+    counts = Counter(i["error_type"] for f in files for i in f.manifest["injections"])
+    bad = sum(not f.manifest["clean"] for f in files)
     print(f"wrote {len(files)} files ({bad} with an error) to {args.out}")
     print(f"manifests in {args.manifests}")
     for name, count in sorted(counts.items()):

@@ -87,6 +87,7 @@ class Output:
     sep: str = ","
     encoding: str = "utf-8"
     raw: bytes | None = None
+    protect: tuple[int, ...] = ()  # rows later injections must leave alone (copied originals)
 
     def render(self) -> bytes:
         if self.raw is not None:
@@ -106,6 +107,10 @@ class Context:
     # a window of several drift files drifts as clearly as one file. None: use the file.
     run_seed: int | None = None
     reference: pd.DataFrame | None = None
+    # Rows and features that earlier injections into the same file touched: a later one keeps
+    # off them, so that every bad row and every anomaly has exactly one cause.
+    avoid_rows: frozenset[int] = frozenset()
+    avoid_columns: frozenset[str] = frozenset()
 
 
 Generator = Callable[[pd.DataFrame, Context], Output]
@@ -172,18 +177,20 @@ def inject(name: str, frame: pd.DataFrame, ctx: Context) -> Output:
 
 # --- helpers ----------------------------------------------------------------------------
 def _pick_rows(n: int, ctx: Context) -> list[int]:
-    """`row_share` of the rows (at least one), sorted."""
-    if n == 0:
-        raise NotApplicable("the file has no row to put an error into")
-    k = min(n, max(1, round(ctx.row_share * n)))
-    return sorted(int(i) for i in ctx.rng.choice(n, size=k, replace=False))
+    """`row_share` of the rows (at least one), sorted, none of `ctx.avoid_rows`."""
+    available = [i for i in range(n) if i not in ctx.avoid_rows]
+    if not available:
+        raise NotApplicable("the file has no row left to put an error into")
+    k = min(len(available), max(1, round(ctx.row_share * n)))
+    return sorted(int(i) for i in ctx.rng.choice(available, size=k, replace=False))
 
 
 def _pick_feature(
     ctx: Context, eligible: list[Feature], what: str, *, per_run: bool = False
 ) -> Feature:
+    eligible = [f for f in eligible if f.name not in ctx.avoid_columns]
     if not eligible:
-        raise NotApplicable(f"the schema has no {what}")
+        raise NotApplicable(f"the schema has no {what} left")
     rng = ctx.rng
     if per_run and ctx.run_seed is not None:
         rng = np.random.default_rng(ctx.run_seed)
@@ -400,7 +407,8 @@ def duplicate_rows(frame: pd.DataFrame, ctx: Context) -> Output:
     injection = Injection(
         "duplicate_rows", ROW, tuple(rows), (), detail, check=rowchecks.DUPLICATE_ROW
     )
-    return Output(out, injection)
+    # Changing an original or a copy later would undo the duplicate: protect both.
+    return Output(out, injection, protect=tuple(sorted(first[order[r]] for r in rows)))
 
 
 # --- file-level errors: the whole file is unusable, has an extra column, or drifts ---------

@@ -38,6 +38,7 @@ class Plan:
     rows_per_file: int | None = None
     error_share: float = 0.5  # share of the files that get an error
     row_share: float = 0.1  # share of the rows of a file a row-level error touches
+    errors_per_file: int = 1  # row-level types per bad file (file-level types stay alone)
     types: tuple[str, ...] = field(default_factory=lambda: tuple(errors.REGISTRY))
     prefix: str | None = None  # file names: <prefix>-0001.csv; default 'raw-s<seed>'
 
@@ -57,6 +58,8 @@ class Plan:
         for name, share in (("error share", self.error_share), ("row share", self.row_share)):
             if not 0.0 <= share <= 1.0:
                 raise GenerationError(f"the {name} must be between 0 and 1, got {share}")
+        if self.errors_per_file < 1:
+            raise GenerationError(f"errors per file must be at least 1, got {self.errors_per_file}")
         if not self.types:
             raise GenerationError("choose at least one error type")
         unknown = [t for t in self.types if t not in errors.REGISTRY]
@@ -74,6 +77,7 @@ class Plan:
             "rows_per_file": self.rows_per_file,
             "error_share": self.error_share,
             "row_share": self.row_share,
+            "errors_per_file": self.errors_per_file,
             "types": list(self.types),
         }
 
@@ -134,6 +138,48 @@ def assign_errors(n_files: int, plan: Plan) -> list[str | None]:
     return chosen
 
 
+def file_types(first: str, plan: Plan, index: int) -> list[str]:
+    """The error types of one bad file: the type dealt to it, plus up to `errors_per_file - 1`
+    other row-level types when it is row-level (a file-level error makes the rest moot)."""
+    if plan.errors_per_file == 1 or errors.REGISTRY[first].level != errors.ROW:
+        return [first]
+    others = [t for t in plan.types if t != first and errors.REGISTRY[t].level == errors.ROW]
+    rng = np.random.default_rng([plan.seed, index, 0])
+    return [
+        first,
+        *(others[int(i)] for i in rng.permutation(len(others))[: plan.errors_per_file - 1]),
+    ]
+
+
+def inject_file(
+    chunk: pd.DataFrame, types: list[str], spec: FeatureSpec, plan: Plan, index: int,
+    source: pd.DataFrame,
+) -> tuple[errors.Output, list[errors.Injection]]:  # fmt: skip
+    """Apply a file's error types in turn, each on rows and features the others left alone.
+    Duplicates go first: they insert rows, which would shift the rows of earlier injections."""
+    output, injections = errors.Output(chunk), []
+    avoid_rows: set[int] = set()
+    avoid_columns: set[str] = set()
+    for position, name in sorted(enumerate(types), key=lambda p: p[1] != "duplicate_rows"):
+        # One generator per file and type, seeded by (seed, file index[, position]): a file's
+        # injections depend on its seed, index, rows and types only, not on the build order.
+        key = [plan.seed, index] if position == 0 else [plan.seed, index, position]
+        ctx = errors.Context(
+            spec, np.random.default_rng(key), plan.row_share, run_seed=plan.seed,
+            reference=source, avoid_rows=frozenset(avoid_rows),
+            avoid_columns=frozenset(avoid_columns),
+        )  # fmt: skip
+        try:
+            output = errors.inject(name, output.frame, ctx)
+        except errors.NotApplicable as exc:
+            raise GenerationError(f"error type {name!r} cannot be injected: {exc}") from exc
+        assert output.injection is not None
+        injections.append(output.injection)
+        avoid_rows |= set(output.injection.rows) | set(output.protect)
+        avoid_columns |= set(output.injection.columns)
+    return output, injections
+
+
 def build(
     source: pd.DataFrame,
     spec: FeatureSpec,
@@ -154,29 +200,24 @@ def build(
         chunk = source.iloc[start:stop].reset_index(drop=True)
         error = chosen[index]
         if error is None:
-            output = errors.Output(chunk)
+            output, injections = errors.Output(chunk), []
         else:
-            # One generator per file, seeded by (seed, file index): a file's injection depends
-            # on its seed, index, rows and type only, not on the order files are built in.
-            rng = np.random.default_rng([plan.seed, index])
-            ctx = errors.Context(spec, rng, plan.row_share, run_seed=plan.seed, reference=source)
-            try:
-                output = errors.inject(error, chunk, ctx)
-            except errors.NotApplicable as exc:
-                raise GenerationError(f"error type {error!r} cannot be injected: {exc}") from exc
-        built.append(
-            GeneratedFile(
-                name, output.render(), manifest(name, plan, dataset_name, (start, stop), output)
-            )
-        )
+            types = file_types(error, plan, index)
+            output, injections = inject_file(chunk, types, spec, plan, index, source)
+        rows_written = 0 if output.raw == b"" else len(output.frame)
+        document = manifest(name, plan, dataset_name, (start, stop), rows_written, injections)
+        built.append(GeneratedFile(name, output.render(), document))
     return built
 
 
 def manifest(
-    name: str, plan: Plan, dataset_name: str, source_rows: tuple[int, int], output: errors.Output
+    name: str,
+    plan: Plan,
+    dataset_name: str,
+    source_rows: tuple[int, int],
+    rows_written: int,
+    injections: list[errors.Injection],
 ) -> dict[str, Any]:
-    injections = [output.injection] if output.injection is not None else []
-    rows_written = 0 if output.raw == b"" else len(output.frame)
     return {
         "manifest_version": MANIFEST_VERSION,
         "file": name,

@@ -94,7 +94,7 @@ def test_the_same_seed_gives_the_same_files_and_another_seed_others(default_run,
 def test_rows_per_file_types_and_shares_are_obeyed(tmp_path):
     result = generate(
         tmp_path, "--rows-per-file", "300", "--error-share", "1", "--row-share", "0.2",
-        "--types", "missing_value,duplicate_rows", "--prefix", "batch",
+        "--types", "missing_value,duplicate_rows", "--errors-per-file", "2", "--prefix", "batch",
         "--out", str(tmp_path / "in"), "--manifests", str(tmp_path / "m"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -103,11 +103,15 @@ def test_rows_per_file_types_and_shares_are_obeyed(tmp_path):
     assert [d["source_rows"]["stop"] - d["source_rows"]["start"] for d in documents] == [
         300, 300, 300, 100
     ]  # fmt: skip
-    types = [d["injections"][0]["error_type"] for d in documents]
-    assert set(types) == {"missing_value", "duplicate_rows"}
     for d in documents:
+        # Duplicates go first (they insert rows); the share applies to the rows at that point.
+        copies, missing = d["injections"]
+        assert (copies["error_type"], missing["error_type"]) == ("duplicate_rows", "missing_value")
         size = d["source_rows"]["stop"] - d["source_rows"]["start"]
-        assert len(d["bad_rows"]) == round(0.2 * size)
+        assert len(copies["rows"]) == round(0.2 * size)
+        assert d["rows_written"] == size + len(copies["rows"])
+        assert len(missing["rows"]) == round(0.2 * d["rows_written"])
+        assert len(d["bad_rows"]) == len(copies["rows"]) + len(missing["rows"])
 
 
 def test_an_earlier_run_is_never_overwritten_unless_asked(default_run, capsys):
@@ -134,6 +138,7 @@ def test_an_earlier_run_is_never_overwritten_unless_asked(default_run, capsys):
         (["--error-share", "1.5"], "1.5 is not between 0 and 1"),
         (["--seed", "-1"], "the seed must be a non-negative integer, got -1"),
         (["--files", "0"], "0 is not a positive integer"),
+        (["--errors-per-file", "0"], "0 is not a positive integer"),
         (["--files", "2000"], "cannot split 1000 rows into 2000 non-empty files"),
         (["--files", "3", "--rows-per-file", "4"], "not allowed with argument"),
         (["--manifests", "RAW"], "manifests must not go to the raw-data folder"),

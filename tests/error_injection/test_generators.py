@@ -203,3 +203,18 @@ def test_each_injection_agrees_with_its_registry_entry(source, spec):
         for types in inj.expected_anomalies.values():
             assert set(types) <= set(kind.tfdv_anomalies), name
         assert bool(inj.expected_anomalies) == bool(kind.tfdv_anomalies), name
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_several_row_errors_in_one_file_each_keep_to_their_rows_and_feature(seed, source, spec):
+    plan = Plan(seed=seed, error_share=1.0, errors_per_file=3, types=errors.ROW_LEVEL)
+    for item in build(source, spec, plan):
+        injections = item.manifest["injections"]
+        assert len({i["error_type"] for i in injections}) == 3
+        columns = [c for i in injections for c in i["columns"]]
+        rows = [r for i in injections for r in i["rows"]]
+        assert len(columns) == len(set(columns)) and len(rows) == len(set(rows))
+        checks = rowchecks.check_rows(read_back(item.content), spec)
+        assert checks.bad_rows == item.manifest["bad_rows"] == sorted(rows)
+        for i in injections:  # each rule flags exactly its injection's rows
+            assert sorted({r.row for r in checks.reasons if r.rule == i["check"]}) == i["rows"]
