@@ -271,20 +271,37 @@ def api_problems(errors: Sequence[RecordError], *, offset: int) -> list[CellProb
 
 @dataclass
 class BatchOutcome:
-    """What happened to a file sent in chunks: the predictions received, and the failure if any.
+    """A file being sent in chunks: the predictions received so far, and the failure if any.
 
     Chunks before a failed one are stored by the API (each chunk is all-or-nothing), so the
-    outcome keeps their predictions and says exactly which rows were and were not stored.
+    outcome keeps their predictions, says exactly which rows were and were not stored, and
+    sending can resume at the first row not stored, never sending a stored row twice.
     """
 
     total: int
     predictions: list[Prediction] = field(default_factory=list)
     error: str | None = None
     problems: list[CellProblem] = field(default_factory=list)
+    # True when the failure may pass by itself (the API down or failing), so a retry makes
+    # sense; False when the API refused the rows, which fails again until the file changes.
+    retryable: bool = False
+
+    @property
+    def sent(self) -> int:
+        return len(self.predictions)
 
     @property
     def complete(self) -> bool:
-        return self.error is None and len(self.predictions) == self.total
+        return self.error is None and self.sent == self.total
+
+    @property
+    def pending(self) -> bool:
+        """Rows remain to be sent and nothing has failed (new, or interrupted by a rerun)."""
+        return self.error is None and self.sent < self.total
+
+    def retry(self) -> None:
+        """Forget the failure, so that sending resumes at the first row not stored."""
+        self.error, self.problems, self.retryable = None, [], False
 
 
 def send_in_chunks(
@@ -294,16 +311,27 @@ def send_in_chunks(
     chunk_size: int,
     source: str = "webapp",
     on_progress: Callable[[int, int], None] | None = None,
+    outcome: BatchOutcome | None = None,
 ) -> BatchOutcome:
-    """POST the records chunk by chunk, in order, stopping at the first refused chunk."""
-    outcome = BatchOutcome(total=len(records))
-    for start, end in chunk_bounds(len(records), chunk_size):
+    """POST the records chunk by chunk, in order, stopping at the first failed chunk.
+
+    With an `outcome` from an earlier, interrupted or failed call, resume after its last stored
+    row. The outcome is updated in place after each chunk, before `on_progress` is called: in
+    Streamlit a rerun can stop the script inside that call, and the outcome must then already
+    hold everything the API stored.
+    """
+    outcome = outcome if outcome is not None else BatchOutcome(total=len(records))
+    if outcome.total != len(records):
+        raise ValueError(f"outcome of {outcome.total} records resumed with {len(records)}")
+    total = len(records)
+    for start in range(outcome.sent, total, chunk_size):
+        end = min(start + chunk_size, total)
         try:
             result = client.predict(list(records[start:end]), source=source)
         except ApiError as exc:
             stored = (
                 f"Rows 1 to {start} were predicted and stored; rows {start + 1} to "
-                f"{len(records)} were not."
+                f"{total} were not."
                 if start
                 else "Nothing was stored."
             )
@@ -312,10 +340,11 @@ def send_in_chunks(
                 outcome.problems = api_problems(exc.errors, offset=start)
                 reason = f"The API refused rows {start + 1} to {end}: {exc.detail}"
             outcome.error = f"{reason} {stored}"
+            outcome.retryable = not isinstance(exc, ApiRejected)
             return outcome
         outcome.predictions.extend(result.predictions)
         if on_progress is not None:
-            on_progress(end, len(records))
+            on_progress(end, total)
     return outcome
 
 

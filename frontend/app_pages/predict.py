@@ -110,26 +110,47 @@ if uploaded is not None:
         problems_table(error.problems)
     else:
         st.write(f"**{uploaded.name}**: {parsed.rows} rows, all valid.")
-        # Sent only on this button, never on a rerun (the uploader keeps the file: streamlit#7097).
-        if st.button(f"Predict {parsed.rows} rows", type="primary", key="predict_csv_send"):
-            bar = st.progress(0.0, text=f"Sending 0 of {parsed.rows} rows")
+        # The file is sent only after a press of this button, never on a rerun (the uploader
+        # keeps the file: streamlit#7097), and only once: the job lives in session_state.
+        job = st.session_state.get("predict_csv_job")
+        outcome = job[1] if job is not None and job[0] == file_id else None
+        if outcome is None and st.button(
+            f"Predict {parsed.rows} rows", type="primary", key="predict_csv_send"
+        ):
+            st.session_state["predict_csv_job"] = (file_id, logic.BatchOutcome(total=parsed.rows))
+            st.rerun()  # the next run, without this button, finds the job pending and sends it
+
+        # Pending also after a rerun that stopped the sending halfway (any click on the page
+        # does): it resumes at the first row not stored.
+        if outcome is not None and outcome.pending:
+            bar = st.progress(
+                outcome.sent / outcome.total, text=f"Sent {outcome.sent} of {outcome.total} rows"
+            )
 
             def progress(done: int, total: int) -> None:
                 bar.progress(done / total, text=f"Sent {done} of {total} rows")
 
             with client() as api:
-                outcome = logic.send_in_chunks(
-                    api, parsed.records, chunk_size=s.batch_records, on_progress=progress
+                logic.send_in_chunks(
+                    api,
+                    parsed.records,
+                    chunk_size=s.batch_records,
+                    on_progress=progress,
+                    outcome=outcome,
                 )
             bar.empty()
-            st.session_state["predict_csv_outcome"] = (file_id, outcome)
 
-        saved = st.session_state.get("predict_csv_outcome")
-        if saved is not None and saved[0] == file_id:
-            outcome = saved[1]
+        if outcome is not None:
             if outcome.error:
                 st.error(outcome.error)
                 problems_table(outcome.problems)
+            if outcome.retryable and st.button(
+                f"Send the remaining {outcome.total - outcome.sent} rows",
+                type="primary",
+                key="predict_csv_resume",
+            ):
+                outcome.retry()
+                st.rerun()  # the next run finds the job pending and resumes it
             if outcome.predictions:
                 results = logic.results_frame(parsed.frame, outcome.predictions)
                 summary = logic.class_summary(

@@ -224,16 +224,53 @@ def test_a_chunk_the_api_refuses_is_reported_with_rows_and_what_was_stored(
     assert outcome.error.startswith("The API refused rows 3 to 4:")
     assert outcome.error.endswith("Rows 1 to 2 were predicted and stored; rows 3 to 4 were not.")
     assert [(p.row, p.column, p.value) for p in outcome.problems] == [(4, "age", "5")]
+    assert not outcome.retryable  # the same rows would be refused again
     assert count_predictions(ui_db) == 2
 
+    # Fixed, it resumes after the last stored row: rows 1 and 2 are not sent twice.
+    records[3]["age"] = 50
+    outcome.retry()
+    with ApiClient(api_url) as api:
+        logic.send_in_chunks(api, records, chunk_size=2, outcome=outcome)
+    assert outcome.complete and outcome.sent == 4
+    assert count_predictions(ui_db) == 4
 
-def test_the_api_down_before_the_first_chunk_stores_nothing_and_says_so(applications):
-    records = applications.iloc[:3].to_dict("records")
-    with ApiClient(f"http://127.0.0.1:{pg.free_port()}", timeout_s=5) as api:
-        outcome = logic.send_in_chunks(api, records, chunk_size=2)
-    assert outcome.predictions == [] and not outcome.complete
-    assert "is down or unreachable" in outcome.error
-    assert outcome.error.endswith("Nothing was stored.")
+
+def test_the_api_down_while_sending_says_so_and_the_rest_can_be_sent_later(
+    use_api, ui_db, ui_database_url, trained_model_dir, tmp_path, applications
+):
+    """An API of this test's own, stopped after the page loaded and started again."""
+    from service.launch import spawn, stop, wait_until_serving
+
+    port = pg.free_port()
+    env = {"DATABASE_URL": ui_database_url, "MODEL_DIR": str(trained_model_dir),
+           "DATA_DIR": str(tmp_path / "data"), "API_PORT": str(port), "API_WORKERS": "1"}  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    proc = spawn(env, tmp_path / "api.log")
+    try:
+        wait_until_serving(proc, url)
+        use_api(url, UI_BATCH_RECORDS="40")
+        at = upload(app(), "applications.csv", applications.iloc[:100].to_csv(index=False).encode())
+        stop(proc)
+
+        at.button(key="predict_csv_send").click().run()
+        assert_no_exception(at)
+        [error] = [e.value for e in at.error]
+        assert error.startswith(f"The model API at {url} is down or unreachable")
+        assert error.endswith("Nothing was stored.")
+        assert count_predictions(ui_db) == 0
+        resume = at.button(key="predict_csv_resume")
+        assert resume.label == "Send the remaining 100 rows"
+        assert not [b for b in at.button if b.key == "predict_csv_send"]  # sent at most once
+
+        proc = spawn(env, tmp_path / "api.log")
+        wait_until_serving(proc, url)
+        resume.click().run()
+        assert_no_exception(at)
+        assert [s.value for s in at.success] == ["Predicted 100 rows."]
+        assert count_predictions(ui_db) == 100
+    finally:
+        stop(proc)
 
 
 # --- the API down -------------------------------------------------------------------------------
