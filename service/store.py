@@ -196,29 +196,31 @@ class PastQuery:
     after: tuple[datetime, int] | None = None  # keyset: rows strictly older than this
 
 
-def past_predictions(conn, q: PastQuery) -> list[dict[str, Any]]:
-    """Newest first, keyset-paginated on (created_at, id), served by the two time indexes.
+# psycopg2 binds the values client-side, so the planner sees constants and drops the
+# `IS NULL OR` branches that do not apply: one statement covers every filter combination.
+PAST_SQL = f"""SELECT {_COLUMNS} FROM predictions
+    WHERE (%(start)s::timestamptz IS NULL OR created_at >= %(start)s)
+      AND (%(end)s::timestamptz IS NULL OR created_at < %(end)s)
+      AND (%(source)s::text IS NULL OR source = %(source)s)
+      AND (%(after_ts)s::timestamptz IS NULL OR (created_at, id) < (%(after_ts)s, %(after_id)s))
+    ORDER BY created_at DESC, id DESC
+    LIMIT %(limit)s"""
 
-    psycopg2 binds the values client-side, so the planner sees constants and drops the
-    `IS NULL OR` branches that do not apply: one statement covers every filter combination.
-    """
+
+def past_params(q: PastQuery) -> dict[str, Any]:
     after_ts, after_id = q.after if q.after else (None, None)
+    return {
+        "start": q.start,
+        "end": q.end_before,
+        "source": q.source,
+        "after_ts": after_ts,
+        "after_id": after_id,
+        "limit": q.limit,
+    }
+
+
+def past_predictions(conn, q: PastQuery) -> list[dict[str, Any]]:
+    """Newest first, keyset-paginated on (created_at, id), served by the two time indexes."""
     with conn.cursor() as cur:
-        cur.execute(
-            f"""SELECT {_COLUMNS} FROM predictions
-                WHERE (%(start)s::timestamptz IS NULL OR created_at >= %(start)s)
-                  AND (%(end)s::timestamptz IS NULL OR created_at < %(end)s)
-                  AND (%(source)s::text IS NULL OR source = %(source)s)
-                  AND (%(after_ts)s::timestamptz IS NULL OR (created_at, id) < (%(after_ts)s, %(after_id)s))
-                ORDER BY created_at DESC, id DESC
-                LIMIT %(limit)s""",
-            {
-                "start": q.start,
-                "end": q.end_before,
-                "source": q.source,
-                "after_ts": after_ts,
-                "after_id": after_id,
-                "limit": q.limit,
-            },
-        )
+        cur.execute(PAST_SQL, past_params(q))
         return [_row_dict(r) for r in cur.fetchall()]
