@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import socket
 import subprocess
 import time
@@ -95,18 +96,31 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def postmaster_pid(server: EmbeddedServer) -> int | None:
+    """The pid of the running server of this data folder, from its postmaster.pid.
+
+    Read as the calling user (root can always read it) rather than through `pg_ctl status`,
+    which runs as the server's user and fails when a parent folder is not traversable for it
+    (pytest resets its temporary root to 0700 at every session start, for example).
+    """
+    import psutil
+
+    try:
+        pid = int((server.data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if proc.name() == "postgres" and proc.status() != psutil.STATUS_ZOMBIE:
+            return pid
+    except psutil.NoSuchProcess:
+        pass
+    return None
+
+
 def is_running(server: EmbeddedServer) -> bool:
-    """True when the server of this data folder is running (pg_ctl status)."""
-    if not (server.data_dir / "PG_VERSION").exists():
-        return False
-    result = subprocess.run(
-        [_bin("pg_ctl"), "-D", str(server.data_dir), "status"],
-        capture_output=True,
-        text=True,
-        user=_run_as(),
-        check=False,
-    )
-    return result.returncode == 0
+    """True when the server of this data folder is running."""
+    return postmaster_pid(server) is not None
 
 
 def start(server: EmbeddedServer, *, timeout_s: float = 60.0) -> bool:
@@ -143,14 +157,20 @@ def start(server: EmbeddedServer, *, timeout_s: float = 60.0) -> bool:
     return True
 
 
-def stop(server: EmbeddedServer) -> bool:
-    """Stop the server (fast shutdown). Returns False if it was not running."""
-    if not is_running(server):
+def stop(server: EmbeddedServer, *, timeout_s: float = 60.0) -> bool:
+    """Stop the server (fast shutdown: SIGINT to the postmaster). False if it was not running."""
+    import psutil
+
+    pid = postmaster_pid(server)
+    if pid is None:
         return False
-    subprocess.run(
-        [_bin("pg_ctl"), "-D", str(server.data_dir), "-m", "fast", "-w", "stop"],
-        capture_output=True, text=True, user=_run_as(), check=True,
-    )  # fmt: skip
+    proc = psutil.Process(pid)
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout_s)
+    except psutil.TimeoutExpired:
+        proc.send_signal(signal.SIGQUIT)  # immediate shutdown
+        proc.wait(timeout=10)
     return True
 
 

@@ -1,0 +1,140 @@
+"""The whole system as `make up` starts it, with the real scheduler: a file placed in raw-data
+is ingested, split, predicted, visible through /past-predictions and the UI, and alerted on
+in Teams (a receiver on 127.0.0.1); `make down` then leaves no process behind.
+
+Slow (Airflow standalone needs about 90 s to answer, then the schedules run), so it is the one
+end-to-end test; every other test drives the parts directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from mlsys import pg
+from mlsys.config import ROOT, load_settings
+from mlsys.features import Kind, get_feature_spec
+from tests.pipelines.conftest import TeamsReceiver, teams  # noqa: F401 (fixture)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+
+# Worst case from a file landing in raw-data to its predictions being served: the next ingest
+# run (up to 60 s) + its run (about 20 s with the warm worker) + the next prediction run (up to
+# 120 s) + its run (about 10 s); doubled for a loaded 2-core machine.
+WORST_CASE_S = 2 * (60 + 20 + 120 + 10)
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        return json.loads(answer.read())
+
+
+def _our_processes(var_dir: Path, ports: list[int]) -> list[str]:
+    """Processes that belong to this system: a command line naming its folders, or a
+    listener on one of its ports."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if str(var_dir) in cmd:
+            found.append(f"{proc.info['pid']}: {cmd[:200]}")
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port in ports:
+            found.append(f"listener on {conn.laddr.port} (pid {conn.pid})")
+    return found
+
+
+def test_make_up_ingests_predicts_alerts_and_make_down_cleans_up(tmp_path, teams, settings):  # noqa: F811
+    var, data, models = tmp_path / "var", tmp_path / "data", tmp_path / "models"
+    ports = {
+        name: pg.free_port()
+        for name in ("PGPORT_EMBEDDED", "API_PORT", "UI_PORT", "AIRFLOW_PORT", "TFDV_WORKER_PORT")
+    }
+    ports["AIRFLOW_LOG_SERVER_PORT"] = pg.free_port()
+    env = os.environ | {k: str(v) for k, v in ports.items()} | {
+        "VAR_DIR": str(var), "DATA_DIR": str(data), "MODEL_DIR": str(models),
+        "TEAMS_WEBHOOK_URL": teams.url, "DATABASE_URL": "", "AIRFLOW_DATABASE_URL": "",
+    }  # fmt: skip
+    s = load_settings(env)
+
+    # A file with a few bad rows, so that it is split and alerted on.
+    spec = get_feature_spec()
+    frame = pd.read_csv(settings.dataset_path, dtype=str, keep_default_na=False).drop(
+        columns=[settings.target_column]
+    )
+    frame = frame.iloc[:40].reset_index(drop=True)
+    category = next(f for f in spec.features if f.kind is Kind.CATEGORICAL)
+    frame.loc[[4, 9], category.name] = "not-a-category"
+    s.raw_data_dir.mkdir(parents=True)
+    frame.to_csv(s.raw_data_dir / "e2e.csv", index=False)
+
+    started = time.monotonic()
+    try:
+        up = subprocess.run(
+            ["make", "up"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+        )
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        up_s = time.monotonic() - started
+        assert f"http://127.0.0.1:{ports['API_PORT']}" in up.stdout
+        assert "raw-data: 1 files waiting" in up.stdout  # ours, nothing generated over it
+
+        deadline = time.monotonic() + WORST_CASE_S
+        api = f"http://127.0.0.1:{ports['API_PORT']}"
+        items: list[dict] = []
+        while time.monotonic() < deadline:
+            items = _get(f"{api}/past-predictions?source=scheduled&limit=100")["items"]
+            if len(items) == 38:
+                break
+            time.sleep(5)
+        visible_s = time.monotonic() - started
+        assert len(items) == 38, f"{len(items)} scheduled predictions after {visible_s:.0f} s"
+        assert {i["source_file"].split("--")[0] for i in items} == {"e2e"}
+        assert sorted(i["source_row"] for i in items) == list(range(38))
+        print(
+            f"\nmake up: {up_s:.0f} s; predictions visible {visible_s:.0f} s after make up started"
+        )
+
+        good, bad = list(s.good_data_dir.glob("*.csv")), list(s.bad_data_dir.glob("*.csv"))
+        assert len(good) == 1 and len(bad) == 1 and list(s.raw_data_dir.glob("*.csv")) == []
+        [card] = [c for c in teams.received if "e2e" in json.dumps(c)]
+        assert "2 of 40 rows invalid" in json.dumps(card)
+        report = card["attachments"][0]["content"]["actions"][0]["url"]
+        with urllib.request.urlopen(report, timeout=10) as answer:  # served by the API
+            assert b"not-a-category" in answer.read()
+
+        _check_ui(f"http://127.0.0.1:{ports['UI_PORT']}", tmp_path)
+        status = subprocess.run(
+            ["make", "status"], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert status.stdout.count("running") == 5, status.stdout
+    finally:
+        down = subprocess.run(
+            ["make", "down"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        )
+    assert down.returncode == 0, down.stdout + down.stderr
+    time.sleep(2)
+    assert _our_processes(var, list(ports.values())) == []
+
+
+def _check_ui(url: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.frontend.test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        expect.set_options(timeout=30_000)
+        page.goto(url)
+        page.get_by_role("link", name="Past predictions").click()
+        page.get_by_text("scheduled predictions", exact=True).click()
+        expect(page.get_by_text("38 predictions (scheduled predictions)")).to_be_visible()
+        page.screenshot(path=tmp_path / "e2e-past-predictions.png", full_page=True)
+        browser.close()
