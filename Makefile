@@ -65,5 +65,5 @@ format: setup ## ruff format
 raw-data: setup ## split the data set into DATA_DIR/raw-data with synthetic errors (RAW_DATA_ARGS="--help")
 	@$(APP_PY) -m error_injection generate $(RAW_DATA_ARGS)
 
-bench: setup ## run the benchmarks in bench/ and print their figures
-	@$(APP_PY) -m bench
+bench: setup ## run the benchmarks in bench/ and print their figures (BENCH=name for one)
+	@$(APP_PY) -m bench $(BENCH)
