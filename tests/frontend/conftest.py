@@ -91,3 +91,12 @@ def artifacts(request: pytest.FixtureRequest) -> Path:
     for old in folder.glob("*.png"):
         old.unlink()
     return folder
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """Mark a failed test, so that its fixtures can save what the screen showed."""
+    report = yield
+    if report.when == "call" and report.failed:
+        item.failed = True  # type: ignore[attr-defined]
+    return report

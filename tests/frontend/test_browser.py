@@ -42,7 +42,7 @@ def ui_url(api_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
     env = {
         "API_URL": api_url,
         "UI_PORT": str(pg.free_port()),
-        "UI_BATCH_RECORDS": "25",  # 60 rows: three requests
+        "UI_BATCH_RECORDS": "25",  # 1000 rows: 40 requests, time to interrupt them
         "VAR_DIR": str(tmp_path_factory.mktemp("ui-var")),  # pid and log files
     }
     with pytest.MonkeyPatch.context() as mp:
@@ -69,7 +69,7 @@ def ui_url(api_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
 
 
 @pytest.fixture
-def browser_page():
+def browser_page(request: pytest.FixtureRequest, artifacts: Path):
     from playwright.sync_api import sync_playwright
 
     # A failure, not a skip: a missing browser must not turn this test green in CI.
@@ -83,6 +83,8 @@ def browser_page():
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
         page.set_default_timeout(WAIT_MS)
         yield page
+        if getattr(request.node, "failed", False):
+            page.screenshot(path=artifacts / "failure.png")  # what the page showed instead
         browser.close()
 
 
@@ -120,23 +122,33 @@ def test_browser_predict_form_upload_csv_and_filter_past_predictions(
     page.screenshot(path=artifacts / "02-form-predicted.png", full_page=True)
     assert count_predictions(ui_db, "webapp") == 1
 
-    # 2. A CSV of 60 applications, sent in chunks of 25 on the button.
+    # 2. The whole data set as a CSV, sent in chunks of 25 on the button. Meanwhile the user
+    #    submits the form twice: each click makes Streamlit stop the page and run it again,
+    #    and the upload must resume where it stopped, neither half-sent nor sent twice.
     good = tmp_path / "applications.csv"
-    applications.iloc[:60].to_csv(good, index=False)
+    applications.to_csv(good, index=False)
     page.locator('input[type="file"]').set_input_files(good)
-    expect(page.get_by_text("60 rows, all valid")).to_be_visible()
-    page.get_by_role("button", name="Predict 60 rows").click()
-    expect(page.get_by_text("Predicted 60 rows.")).to_be_visible()
-    positives = sum(label == "1" for label in labels[:60])
+    expect(page.get_by_text("1000 rows, all valid")).to_be_visible()
+    page.get_by_role("button", name="Predict 1000 rows").click()
+    done = page.get_by_text("Predicted 1000 rows.")
+    expect(page.get_by_text("Sent ").or_(done).first).to_be_visible()
+    for _ in range(2):
+        page.get_by_role("button", name="Predict", exact=True).click()  # one more prediction
+        page.wait_for_timeout(300)
+    expect(done).to_be_visible(timeout=120_000)
+    positives = labels.count("1")
     expect(page.get_by_test_id("stMetric").filter(has_text="class 1 (positive)")).to_contain_text(
         str(positives)
     )
     expect(page.get_by_test_id("stMetric").filter(has_text="class 0 (negative)")).to_contain_text(
-        str(60 - positives)
+        str(1000 - positives)
     )
     expect(page.get_by_role("button", name="Download the results (CSV)")).to_be_visible()
     page.screenshot(path=artifacts / "03-csv-predicted.png", full_page=True)
-    assert count_predictions(ui_db, "webapp") == 61
+    assert count_predictions(ui_db, "webapp") == 1 + 2 + 1000
+    with ui_db.cursor() as cur:  # every application of the file (the form's are among them)
+        cur.execute("SELECT count(DISTINCT features) FROM predictions")
+        assert cur.fetchone()[0] == len(applications.drop_duplicates())
 
     # 3. A CSV with a column missing: refused with its name, nothing sent.
     bad = tmp_path / "no-age.csv"
@@ -145,16 +157,16 @@ def test_browser_predict_form_upload_csv_and_filter_past_predictions(
     expect(page.get_by_text("missing column: age")).to_be_visible()
     expect(page.get_by_role("button", name="Predict 10 rows")).to_have_count(0)
     page.screenshot(path=artifacts / "04-csv-refused.png", full_page=True)
-    assert count_predictions(ui_db) == 61
+    assert count_predictions(ui_db) == 1003
 
     # 4. Past predictions: all of them, then only the scheduled ones.
     post_scheduled(api_url, "part-0007.csv", applications.iloc[100:103].to_dict("records"))
     page.get_by_role("link", name="Past predictions").click()
     expect(page.get_by_role("heading", name="Past predictions")).to_be_visible()
-    expect(page.get_by_text("64 predictions (all)")).to_be_visible()
+    expect(page.get_by_text("1006 predictions (all)")).to_be_visible()
     expect(page.get_by_test_id("stVegaLiteChart")).to_be_visible()
     grid = page.get_by_test_id("stDataFrame").locator('[role="grid"]')
-    expect(grid).to_have_attribute("aria-rowcount", "51")  # 64 rows, 50 per page
+    expect(grid).to_have_attribute("aria-rowcount", "51")  # 1006 rows, 50 per page
     page.screenshot(path=artifacts / "05-past-all.png", full_page=True)
     page.get_by_text("scheduled predictions", exact=True).click()
     expect(page.get_by_text("3 predictions (scheduled predictions)")).to_be_visible()
