@@ -65,6 +65,48 @@ def _copy_text(value: str) -> str:
     return value
 
 
+INSERT_ONE_SQL = """INSERT INTO predictions (source, features, prediction, probability,
+                                         model_version, source_file, source_row)
+                 VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id, created_at"""
+
+
+def insert_one_params(
+    p: NewPrediction, source: str, model_version: str, source_file: str | None = None
+) -> tuple:
+    return (
+        source,
+        orjson.dumps(p.features).decode(),
+        p.prediction,
+        p.probability,
+        model_version,
+        source_file,
+        p.source_row,
+    )
+
+
+def stored_dict(
+    pid: int,
+    created_at: datetime,
+    p: NewPrediction,
+    *,
+    source: str,
+    model_version: str,
+    source_file: str | None = None,
+) -> dict[str, Any]:
+    """A prediction as the API returns it once stored."""
+    return {
+        "id": pid,
+        "created_at": created_at,
+        "source": source,
+        "features": p.features,
+        "prediction": p.prediction,
+        "probability": p.probability,
+        "model_version": model_version,
+        "source_file": source_file,
+        "source_row": p.source_row,
+    }
+
+
 def insert_predictions(
     conn,
     *,
@@ -84,34 +126,15 @@ def insert_predictions(
     out: list[dict[str, Any]] = []
 
     def stored(pid: int, created_at: datetime, p: NewPrediction) -> dict[str, Any]:
-        return {
-            "id": pid,
-            "created_at": created_at,
-            "source": source,
-            "features": p.features,
-            "prediction": p.prediction,
-            "probability": p.probability,
-            "model_version": model_version,
-            "source_file": source_file,
-            "source_row": p.source_row,
-        }
+        return stored_dict(
+            pid, created_at, p, source=source, model_version=model_version, source_file=source_file
+        )
 
     with conn.cursor() as cur:
         if count < COPY_THRESHOLD:
             for p in predictions:
                 cur.execute(
-                    """INSERT INTO predictions (source, features, prediction, probability,
-                                                model_version, source_file, source_row)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id, created_at""",
-                    (
-                        source,
-                        orjson.dumps(p.features).decode(),
-                        p.prediction,
-                        p.probability,
-                        model_version,
-                        source_file,
-                        p.source_row,
-                    ),
+                    INSERT_ONE_SQL, insert_one_params(p, source, model_version, source_file)
                 )
                 out.append(stored(*cur.fetchone(), p))
             return out
