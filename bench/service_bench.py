@@ -117,6 +117,9 @@ def bulk_load(dsn: str, rows: int, record: dict) -> None:
             {"days": DAYS, "rows": rows, "features": orjson.dumps(record).decode()},
         )
         cur.execute("ANALYZE predictions")
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        # Write the loaded pages out now, not as a checkpoint in the middle of a measurement.
+        cur.execute("CHECKPOINT")
 
 
 def commit_floor(dsn: str, record: dict, per_client: int = 200) -> tuple[float, float, float]:
