@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+import psycopg2.errors
 
 from mlsys.model import LoadedModel
 from service import store
@@ -83,7 +84,18 @@ def predict(
     request = parse_predict_request(body, validator, max_records=max_records)
     model = models.get()
     if request.source == "scheduled":
-        return db.transaction(lambda conn: _predict_scheduled(conn, request, model, batch_threads))
+        try:
+            return db.transaction(
+                lambda conn: _predict_scheduled(conn, request, model, batch_threads)
+            )
+        except psycopg2.errors.UniqueViolation:
+            # Only a writer that bypasses our per-file lock can get here; the constraint kept
+            # the row unique and this transaction wrote nothing. A retry returns the rows.
+            raise RequestError(
+                409,
+                f"rows of {request.source_file!r} were stored by another writer meanwhile; "
+                "nothing was stored by this call: send it again to get the stored predictions",
+            ) from None
     count = len(request.records)
     stored = db.transaction(
         lambda conn: store.insert_predictions(

@@ -276,3 +276,40 @@ def test_no_input_gets_a_500(api: Api, record):
         )
         assert 400 <= answer.status_code < 500, (body, answer.status_code, answer.text)
         assert answer.json()["detail"]
+
+
+def test_a_row_written_meanwhile_by_another_writer_is_a_409_not_a_duplicate(api: Api, spec):
+    """The unique constraint is the last line of defence behind the per-file lock."""
+    import threading
+
+    import psycopg2
+
+    from mlsys.db import psycopg2_dsn
+
+    file = f"part-{uuid.uuid4().hex}.csv"
+    record = example_record(spec)
+    other = psycopg2.connect(psycopg2_dsn(api.database_url))  # a writer that takes no lock
+    try:
+        with other.cursor() as cur:
+            cur.execute(
+                """INSERT INTO predictions (source, features, prediction, probability, model_version,
+                                            source_file, source_row)
+                   VALUES ('scheduled', %s, '1', 0.5, 'other', %s, 0)""",
+                (orjson.dumps(record).decode(), file),
+            )
+        answers = []
+        call = threading.Thread(
+            target=lambda: answers.append(_post(api, _scheduled([record], [0], file)))
+        )
+        call.start()
+        call.join(1.0)  # the service now waits on the uncommitted row
+        other.commit()
+        call.join(30)
+    finally:
+        other.close()
+    assert answers[0].status_code == 409, answers[0].text
+    assert "send it again" in answers[0].json()["detail"]
+    assert api.count("source_file = %s", (file,)) == 1
+    again = _post(api, _scheduled([record], [0], file))
+    assert again.status_code == 200
+    assert again.json()["predictions"][0]["model_version"] == "other"
