@@ -30,7 +30,14 @@ Connection = psycopg2.extensions.connection
 
 
 class DatabaseUnavailable(RuntimeError):
-    """The database cannot be reached or did not answer in time (a 503, never a 500)."""
+    """The database cannot be reached or did not answer in time (a 503, never a 500).
+
+    `maybe_stored`: the connection broke during COMMIT, so whether it happened is unknown.
+    """
+
+    def __init__(self, message: str, *, maybe_stored: bool = False):
+        super().__init__(message)
+        self.maybe_stored = maybe_stored
 
 
 def _first_line(exc: BaseException) -> str:
@@ -119,8 +126,10 @@ class Database:
                     self._drop(conn)
                     if reused and attempt == 1 and not single_statement:
                         continue  # broken before COMMIT: nothing was written, try a fresh one
+                    # in autocommit the statement may have committed before the break
                     raise DatabaseUnavailable(
-                        f"lost the database connection: {_first_line(exc)}"
+                        f"lost the database connection: {_first_line(exc)}",
+                        maybe_stored=single_statement,
                     ) from exc
                 self._rollback(conn)
                 # Still connected: a statement timeout or a server shutting down.
@@ -138,7 +147,7 @@ class Database:
                 # Whether the COMMIT reached the server is unknown: never retry it blindly.
                 self._drop(conn)
                 raise DatabaseUnavailable(
-                    f"the database failed while committing: {_first_line(exc)}"
+                    f"the database failed while committing: {_first_line(exc)}", maybe_stored=True
                 ) from exc
             return result
         raise AssertionError("unreachable")

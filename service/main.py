@@ -114,7 +114,14 @@ def create_app(
     @app.exception_handler(DatabaseUnavailable)
     async def _db_down(request: Request, exc: DatabaseUnavailable) -> Response:
         log.warning("503: %s", exc)
-        return json_response({"detail": f"{exc}; nothing was stored, retry later"}, 503)
+        if exc.maybe_stored:
+            after = (
+                "the predictions may or may not be stored: a scheduled call can simply be sent"
+                " again (it is idempotent); check GET /past-predictions before resending others"
+            )
+        else:
+            after = "nothing was stored, retry later"
+        return json_response({"detail": f"{exc}; {after}"}, 503)
 
     @app.exception_handler(ModelUnavailable)
     async def _no_model(request: Request, exc: ModelUnavailable) -> Response:
