@@ -67,7 +67,8 @@ except ApiError as exc:
     st.stop()
 
 if not items and not page.items:
-    st.info(f"No {source_label} predictions between {start} and {end}.")
+    origin = "" if source == "all" else f" from {source_label}"
+    st.info(f"No predictions{origin} between {start} and {end}.")
     st.stop()
 
 total = f"the newest {len(items)}" if truncated else f"{len(items)}"

@@ -343,4 +343,4 @@ def test_past_predictions_filter_by_source_and_date_and_page(api_url, use_api, u
 
     at.date_input(key="past_dates").set_value((today.replace(year=2020), today.replace(year=2020)))
     at.run()
-    assert [i.value for i in at.info][0].startswith("No webapp predictions between 2020-")
+    assert [i.value for i in at.info][0].startswith("No predictions from webapp between 2020-")
