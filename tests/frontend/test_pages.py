@@ -288,6 +288,42 @@ def test_both_pages_say_the_api_is_down_without_a_stack_trace(use_api):
     assert [e.value for e in at.error] == [error]
 
 
+def test_the_database_down_behind_the_api_is_a_message_and_a_retry(
+    use_api, trained_model_dir, tmp_path, applications
+):
+    """A real service whose database does not answer: it serves /model-info, answers 503."""
+    from service.launch import spawn, stop, wait_until_serving
+
+    port = pg.free_port()
+    env = {"DATABASE_URL": f"postgresql://postgres@127.0.0.1:{pg.free_port()}/gone",
+           "MODEL_DIR": str(trained_model_dir), "DATA_DIR": str(tmp_path / "data"),
+           "API_PORT": str(port), "API_WORKERS": "1"}  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    proc = spawn(env, tmp_path / "api.log")
+    try:
+        wait_until_serving(proc, url)
+        use_api(url)
+        at = app()
+        fill_form(at, applications.iloc[0].to_dict())
+        at.button(key="FormSubmitter:predict_one_form-Predict").click().run()
+        assert_no_exception(at)
+        [error] = [e.value for e in at.error]
+        assert error.startswith("The model API failed: the database is unreachable")
+        assert not at.success
+
+        upload(at, "applications.csv", applications.iloc[:10].to_csv(index=False).encode())
+        at.button(key="predict_csv_send").click().run()
+        assert_no_exception(at)
+        assert at.error[-1].value.endswith("Nothing was stored.")
+        assert at.button(key="predict_csv_resume").label == "Send the remaining 10 rows"
+
+        at.switch_page(PAST).run()
+        assert_no_exception(at)
+        assert at.error[0].value.startswith("The model API failed: the database is unreachable")
+    finally:
+        stop(proc)
+
+
 # --- past predictions ---------------------------------------------------------------------------
 
 
