@@ -35,6 +35,12 @@ if ! apt-cache show chromium >/dev/null 2>&1; then
   echo "system_deps: refreshing the package lists" >&2
   "${SUDO[@]}" apt-get update -qq
 fi
+install() { "${SUDO[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 echo "system_deps: installing chromium (about 40 s)" >&2
-"${SUDO[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null
+if ! install; then
+  # Stale package lists name versions the mirror no longer has: refresh once and retry.
+  echo "system_deps: install failed; refreshing the package lists and retrying" >&2
+  "${SUDO[@]}" apt-get update -qq
+  install
+fi
 [ -x "$CHROMIUM" ] || { echo "system_deps: chromium installed but $CHROMIUM is missing" >&2; exit 1; }
