@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import date
+
+import altair as alt
 import pandas as pd
 import streamlit as st
 
-from frontend.api_client import ApiClient, ApiError, ApiUnavailable, ModelInfo
+from frontend.api_client import ApiClient, ApiError, ApiUnavailable, ModelInfo, Prediction
 from frontend.config import UISettings, get_ui_settings
 from frontend.logic import CellProblem
 
@@ -55,4 +58,36 @@ def problems_table(problems: list[CellProblem]) -> None:
         ),
         hide_index=True,
         width="stretch",
+    )
+
+
+# The chart pages through up to UI_CHART_MAX_ROWS predictions: cached briefly, so that paging
+# through the table does not fetch them all again ("Refresh" clears it).
+@st.cache_data(ttl=15, show_spinner="Counting predictions...")
+def predictions_for_chart(
+    api_url: str, timeout_s: float, start: date, end: date, source: str, max_rows: int
+) -> tuple[list[Prediction], bool]:
+    with ApiClient(api_url, timeout_s=timeout_s) as api:
+        return api.all_past_predictions(start=start, end=end, source=source, max_rows=max_rows)
+
+
+def predictions_chart(counts: pd.DataFrame, bucket: str) -> alt.Chart:
+    """Stacked bars of predictions per time bucket and class (from logic.counts_over_time)."""
+    long = counts.reset_index(names=bucket).melt(
+        id_vars=bucket, var_name="predicted class", value_name="predictions"
+    )
+    # One bar per bucket, as wide as readable: a single busy hour must not fill the page.
+    step = max(6, min(60, 900 // max(len(counts), 1)))
+    return (
+        alt.Chart(long)
+        .mark_bar()
+        .encode(
+            x=alt.X(
+                f"{bucket}:O", sort=None, title=f"{bucket} (UTC)", axis=alt.Axis(labelAngle=-30)
+            ),
+            y=alt.Y("predictions:Q", title="predictions", stack="zero"),
+            color=alt.Color("predicted class:N", sort=list(counts.columns)),
+            tooltip=[bucket, "predicted class", "predictions"],
+        )
+        .properties(width=alt.Step(step), height=240)
     )

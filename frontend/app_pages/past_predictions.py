@@ -2,12 +2,18 @@
 
 from datetime import UTC, datetime, timedelta
 
-import altair as alt
 import streamlit as st
 
 from frontend import logic
-from frontend.api_client import ApiClient, ApiError, Prediction
-from frontend.ui import client, model_info_or_stop, settings, show_api_error
+from frontend.api_client import ApiError
+from frontend.ui import (
+    client,
+    model_info_or_stop,
+    predictions_chart,
+    predictions_for_chart,
+    settings,
+    show_api_error,
+)
 
 st.title("Past predictions")
 info = model_info_or_stop()
@@ -44,20 +50,13 @@ if st.session_state.get("past_filters") != filters:
     st.session_state["past_cursors"] = [None]
 cursors: list[str | None] = st.session_state["past_cursors"]
 
-
-# Counting for the chart pages through up to UI_CHART_MAX_ROWS predictions: cache it briefly
-# so that paging through the table does not fetch them all again.
-@st.cache_data(ttl=15, show_spinner="Counting predictions...")
-def _for_chart(api_url, timeout_s, start, end, source, max_rows) -> tuple[list[Prediction], bool]:
-    with ApiClient(api_url, timeout_s=timeout_s) as api:
-        return api.all_past_predictions(start=start, end=end, source=source, max_rows=max_rows)
-
-
 if st.button("Refresh", icon=":material/refresh:", key="past_refresh"):
-    _for_chart.clear()
+    predictions_for_chart.clear()
 
 try:
-    items, truncated = _for_chart(s.api_url, s.api_timeout_s, start, end, source, s.chart_max_rows)
+    items, truncated = predictions_for_chart(
+        s.api_url, s.api_timeout_s, start, end, source, s.chart_max_rows
+    )
     with client() as api:
         page = api.past_predictions(
             start=start, end=end, source=source, limit=page_size, cursor=cursors[-1]
@@ -74,23 +73,7 @@ if not items and not page.items:
 total = f"the newest {len(items)}" if truncated else f"{len(items)}"
 st.markdown(f"**{total} predictions** ({source_label}) from {start} to {end}")
 counts, bucket = logic.counts_over_time(items, info.classes)
-long = counts.reset_index(names=bucket).melt(
-    id_vars=bucket, var_name="predicted class", value_name="predictions"
-)
-# One bar per time bucket, as wide as readable: a single busy hour must not fill the page.
-step = max(6, min(60, 900 // max(len(counts), 1)))
-chart = (
-    alt.Chart(long)
-    .mark_bar()
-    .encode(
-        x=alt.X(f"{bucket}:O", sort=None, title=f"{bucket} (UTC)", axis=alt.Axis(labelAngle=-30)),
-        y=alt.Y("predictions:Q", title="predictions", stack="zero"),
-        color=alt.Color("predicted class:N", sort=list(counts.columns)),
-        tooltip=[bucket, "predicted class", "predictions"],
-    )
-    .properties(width=alt.Step(step), height=240)
-)
-st.altair_chart(chart, width="content")
+st.altair_chart(predictions_chart(counts, bucket), width="content")
 
 first = (len(cursors) - 1) * page_size + 1
 st.caption(f"Page {len(cursors)}: rows {first} to {first + len(page.items) - 1}, newest first.")
