@@ -6,20 +6,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
-from mlsys.config import ConfigError, load_settings
-
-
-def _positive_int(env: dict[str, str], name: str, default: int, *, high: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if not 1 <= value <= high:
-        raise ConfigError(f"{name}={value} is outside [1, {high}]")
-    return value
+from mlsys.config import env_int, load_settings
 
 
 @dataclass(frozen=True)
@@ -48,10 +35,10 @@ def load_ui_settings(env: dict[str, str] | None = None) -> UISettings:
     return UISettings(
         api_url=core.api_url,
         ui_port=core.ui_port,
-        max_upload_mb=_positive_int(env, "UI_MAX_UPLOAD_MB", 20, high=1024),
-        batch_records=_positive_int(env, "UI_BATCH_RECORDS", 500, high=100_000),
-        chart_max_rows=_positive_int(env, "UI_CHART_MAX_ROWS", 20_000, high=1_000_000),
-        api_timeout_s=float(_positive_int(env, "UI_API_TIMEOUT_S", 30, high=3600)),
+        max_upload_mb=env_int(env, "UI_MAX_UPLOAD_MB", 20, low=1, high=1024),
+        batch_records=env_int(env, "UI_BATCH_RECORDS", 500, low=1, high=100_000),
+        chart_max_rows=env_int(env, "UI_CHART_MAX_ROWS", 20_000, low=1, high=1_000_000),
+        api_timeout_s=float(env_int(env, "UI_API_TIMEOUT_S", 30, low=1, high=3600)),
     )
 
 

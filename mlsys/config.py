@@ -27,7 +27,9 @@ def _path(env: dict[str, str], name: str, default: Path) -> Path:
     return path if path.is_absolute() else (ROOT / path)
 
 
-def _int(env: dict[str, str], name: str, default: int, *, low: int, high: int) -> int:
+def env_int(env: dict[str, str], name: str, default: int, *, low: int, high: int) -> int:
+    """An integer setting in [low, high]; empty or unset gives the default. Every component's
+    settings parse numbers with this, so that every error names its variable the same way."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -35,6 +37,20 @@ def _int(env: dict[str, str], name: str, default: int, *, low: int, high: int) -
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is outside [{low}, {high}]")
+    return value
+
+
+def env_float(env: dict[str, str], name: str, default: float, *, low: float, high: float) -> float:
+    """A number setting in [low, high]; empty or unset gives the default."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
     if not low <= value <= high:
         raise ConfigError(f"{name}={value} is outside [{low}, {high}]")
     return value
@@ -141,7 +157,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     var_dir = _path(env, "VAR_DIR", ROOT / "var")
     dataset = env.get("DATASET_PATH", "").strip()
     url = _database_url(env, "DATABASE_URL")
-    api_port = _int(env, "API_PORT", 8000, low=1, high=65535)
+    api_port = env_int(env, "API_PORT", 8000, low=1, high=65535)
     target = env.get("TARGET_COLUMN", "risk").strip()
     if not target:
         raise ConfigError("TARGET_COLUMN must not be empty")
@@ -160,14 +176,14 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         airflow_database_url_override=_database_url(env, "AIRFLOW_DATABASE_URL"),
         pg_data_dir=_path(env, "PGDATA_DIR", var_dir / "postgres"),
         pg_host=env.get("PGHOST_EMBEDDED", "127.0.0.1").strip() or "127.0.0.1",
-        pg_port=_int(env, "PGPORT_EMBEDDED", 5432, low=1, high=65535),
+        pg_port=env_int(env, "PGPORT_EMBEDDED", 5432, low=1, high=65535),
         app_db_name=env.get("APP_DB_NAME", "mlsys").strip() or "mlsys",
         airflow_db_name=env.get("AIRFLOW_DB_NAME", "airflow").strip() or "airflow",
         api_host=env.get("API_HOST", "127.0.0.1").strip() or "127.0.0.1",
         api_port=api_port,
         api_url=(env.get("API_URL", "").strip() or f"http://127.0.0.1:{api_port}").rstrip("/"),
-        ui_port=_int(env, "UI_PORT", 8501, low=1, high=65535),
-        airflow_port=_int(env, "AIRFLOW_PORT", 8080, low=1, high=65535),
+        ui_port=env_int(env, "UI_PORT", 8501, low=1, high=65535),
+        airflow_port=env_int(env, "AIRFLOW_PORT", 8080, low=1, high=65535),
     )
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from mlsys.config import ROOT, ConfigError, Settings, get_settings, load_settings
+from mlsys.config import ROOT, ConfigError, Settings, env_int, get_settings, load_settings
 
 CRITICALITIES = ("none", "low", "medium", "high")
 
@@ -36,19 +36,10 @@ class PipelineSettings:
         return self.core.data_dir / "processing"
 
 
-def _int(env: dict[str, str], name: str, default: int, low: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < low:
-        raise ConfigError(f"{name}={raw!r} must be an integer >= {low}")
-    return int(raw)
-
-
 def load_pipeline_settings(env: dict[str, str] | None = None) -> PipelineSettings:
     core = get_settings() if env is None else load_settings(env)
     env = dict(os.environ if env is None else env)
-    worker_port = _int(env, "TFDV_WORKER_PORT", 8790, 1)
+    worker_port = env_int(env, "TFDV_WORKER_PORT", 8790, low=1, high=65535)
     venvs = Path(env.get("VENV_DIR", "").strip() or ROOT / ".venvs")
     teams_format = env.get("TEAMS_FORMAT", "adaptive").strip().lower() or "adaptive"
     if teams_format not in ("adaptive", "messagecard"):
@@ -71,9 +62,9 @@ def load_pipeline_settings(env: dict[str, str] | None = None) -> PipelineSetting
         report_base_url=(
             env.get("REPORT_BASE_URL", "").strip() or f"{core.api_url}/reports"
         ).rstrip("/"),
-        drift_window_rows=_int(env, "DRIFT_WINDOW_ROWS", 300, 1),
-        drift_min_rows=_int(env, "DRIFT_MIN_ROWS", 200, 1),
-        predict_batch_size=_int(env, "PREDICT_BATCH_SIZE", 500, 1),
+        drift_window_rows=env_int(env, "DRIFT_WINDOW_ROWS", 300, low=1, high=1_000_000),
+        drift_min_rows=env_int(env, "DRIFT_MIN_ROWS", 200, low=1, high=1_000_000),
+        predict_batch_size=env_int(env, "PREDICT_BATCH_SIZE", 500, low=1, high=1_000_000),
     )
 
 
