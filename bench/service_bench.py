@@ -20,6 +20,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -307,20 +308,72 @@ def naive_baseline(url: str, records: list[dict], version: str) -> float:
     return len(records) / elapsed
 
 
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        out.append(parent)
+        for task in Path(f"/proc/{parent}/task").glob("*/children"):
+            todo += [int(c) for c in task.read_text().split()]
+    return out
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # a process that ended meanwhile
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return total
+
+
+class CpuMeter:
+    """CPU seconds used by the service's processes, PostgreSQL's and the load generator."""
+
+    def __init__(self, service_pid: int, server: pg.EmbeddedServer):
+        self.service_pid = service_pid
+        self.postmaster = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+
+    def sample(self) -> tuple[float, float, float]:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (
+            _cpu_seconds(_descendants(self.service_pid)),
+            _cpu_seconds(_descendants(self.postmaster)),
+            children.ru_utime + children.ru_stime,  # wrk, once it has exited
+        )
+
+    @staticmethod
+    def per_request(before, after, requests: int) -> str:
+        service, database, client = (
+            1e3 * (a - b) / max(requests, 1) for a, b in zip(after, before, strict=True)
+        )
+        return f"CPU per request: service {service:.2f} ms, PostgreSQL {database:.2f} ms, load generator {client:.2f} ms"
+
+
 def single_predictions(
-    report, wrk: str | None, base: str, port: int, dsn: str, one: bytes, tmp: Path
+    report, wrk: str | None, base: str, port: int, dsn: str, one: bytes, tmp: Path, cpu: CpuMeter
 ) -> None:
     """Single predictions vs the trivial endpoint, 4 clients; checks every answer was stored."""
     if wrk:
         run_wrk(wrk, f"{base}/livez", 2, None, tmp)  # warm-up
+        t0 = cpu.sample()
         trivial = run_wrk(wrk, f"{base}/livez", LOAD_SECONDS, None, tmp)
+        t1 = cpu.sample()
         run_wrk(wrk, f"{base}/predict", 2, one, tmp)
         before = count_rows(dsn)
+        s0 = cpu.sample()
         single = run_wrk(wrk, f"{base}/predict", LOAD_SECONDS, one, tmp)
+        s1 = cpu.sample()
     else:
+        t0 = cpu.sample()
         trivial = run_python_load("127.0.0.1", port, "/livez", LOAD_SECONDS, None)
+        t1 = s0 = cpu.sample()
         before = count_rows(dsn)
         single = run_python_load("127.0.0.1", port, "/predict", LOAD_SECONDS, one)
+        s1 = cpu.sample()
     written = count_rows(dsn) - before
     share = single.rps / trivial.rps
     report(
@@ -328,9 +381,13 @@ def single_predictions(
         f"p50 {single.p50_ms:.2f} ms, p99 {single.p99_ms:.2f} ms, {single.non_2xx} errors, "
         f"{written:,} rows stored for {single.requests:,} answers"
     )
+    report(f"  {CpuMeter.per_request(s0, s1, single.requests)}")
     report(
-        f"  reference /livez: {trivial.rps:,.0f} req/s, p99 {trivial.p99_ms:.2f} ms | "
-        f"throughput {share:.0%} of it (target >= 40%: {verdict(share >= 0.4)}), "
+        f"  reference /livez: {trivial.rps:,.0f} req/s, p99 {trivial.p99_ms:.2f} ms, "
+        f"{CpuMeter.per_request(t0, t1, trivial.requests)}"
+    )
+    report(
+        f"  throughput {share:.0%} of /livez (target >= 40%: {verdict(share >= 0.4)}), "
         f"p99 target < 10 ms: {verdict(single.p99_ms < 10)}"
     )
     if single.non_2xx or written < single.requests:
@@ -414,7 +471,9 @@ def main() -> int:
                     f"disk floor: {CLIENTS} clients doing INSERT + COMMIT alone: {floor_rate:,.0f} commits/s, "
                     f"p50 {floor_p50:.2f} ms, p99 {floor_p99:.2f} ms"
                 )
-                single_predictions(report, wrk, base, port, dsn, one, tmp)
+                single_predictions(
+                    report, wrk, base, port, dsn, one, tmp, CpuMeter(proc.pid, server)
+                )
             if "async" in PARTS:
                 # The same, with COMMIT not waiting for the disk (not the default): what the
                 # service itself can do once the disk is out of the way.
@@ -427,7 +486,9 @@ def main() -> int:
                 report(
                     "with API_DB_SYNCHRONOUS_COMMIT=0 (not the default; a database crash can lose ~0.6 s):"
                 )
-                single_predictions(report, wrk, base, port, dsn, one, tmp)
+                single_predictions(
+                    report, wrk, base, port, dsn, one, tmp, CpuMeter(proc.pid, server)
+                )
                 launch.stop(proc)
                 env.pop("API_DB_SYNCHRONOUS_COMMIT")
                 port = pg.free_port()
