@@ -10,33 +10,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
-from mlsys.config import ConfigError
-
-
-def _int(env: dict[str, str], name: str, default: int, *, low: int, high: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value} is outside [{low}, {high}]")
-    return value
-
-
-def _float(env: dict[str, str], name: str, default: float, *, low: float, high: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name}={value} is outside [{low}, {high}]")
-    return value
+from mlsys.config import env_float, env_int
 
 
 @dataclass(frozen=True)
@@ -68,21 +42,21 @@ class ServiceSettings:
 def load_service_settings(env: dict[str, str] | None = None) -> ServiceSettings:
     env = dict(os.environ if env is None else env)
     return ServiceSettings(
-        workers=_int(env, "API_WORKERS", 2, low=1, high=64),
-        db_pool_size=_int(env, "API_DB_POOL_SIZE", 4, low=1, high=256),
-        db_connect_timeout_s=_int(env, "API_DB_CONNECT_TIMEOUT_S", 2, low=1, high=60),
-        db_statement_timeout_ms=_int(
+        workers=env_int(env, "API_WORKERS", 2, low=1, high=64),
+        db_pool_size=env_int(env, "API_DB_POOL_SIZE", 4, low=1, high=256),
+        db_connect_timeout_s=env_int(env, "API_DB_CONNECT_TIMEOUT_S", 2, low=1, high=60),
+        db_statement_timeout_ms=env_int(
             env, "API_DB_STATEMENT_TIMEOUT_MS", 30_000, low=0, high=3_600_000
         ),
-        db_synchronous_commit=_int(env, "API_DB_SYNCHRONOUS_COMMIT", 1, low=0, high=1) == 1,
-        max_batch_records=_int(env, "MAX_BATCH_RECORDS", 10_000, low=1, high=1_000_000),
-        max_body_bytes=_int(env, "MAX_BODY_BYTES", 8 * 1024 * 1024, low=1024, high=1 << 31),
-        past_predictions_max_limit=_int(
+        db_synchronous_commit=env_int(env, "API_DB_SYNCHRONOUS_COMMIT", 1, low=0, high=1) == 1,
+        max_batch_records=env_int(env, "MAX_BATCH_RECORDS", 10_000, low=1, high=1_000_000),
+        max_body_bytes=env_int(env, "MAX_BODY_BYTES", 8 * 1024 * 1024, low=1024, high=1 << 31),
+        past_predictions_max_limit=env_int(
             env, "PAST_PREDICTIONS_MAX_LIMIT", 1000, low=1, high=100_000
         ),
-        batch_predict_threads=_int(env, "API_BATCH_PREDICT_THREADS", 1, low=1, high=64),
-        model_retry_s=_float(env, "API_MODEL_RETRY_S", 5.0, low=0.0, high=3600.0),
-        access_log=_int(env, "API_ACCESS_LOG", 0, low=0, high=1) == 1,
+        batch_predict_threads=env_int(env, "API_BATCH_PREDICT_THREADS", 1, low=1, high=64),
+        model_retry_s=env_float(env, "API_MODEL_RETRY_S", 5.0, low=0.0, high=3600.0),
+        access_log=env_int(env, "API_ACCESS_LOG", 0, low=0, high=1) == 1,
     )
 
 
