@@ -108,6 +108,13 @@ def validate_file(path: Path, config: ValidationConfig) -> dict[str, Any]:
     for (rule, column), rows in sorted(checks.counts_by_rule().items()):
         level = "file" if rule in file_rules else "row"
         issues.append(_issue(rule, column, level, rows, rowchecks.RULE_DESCRIPTIONS[rule]))
+    delimiter = _wrong_delimiter(raw) if checks.unusable else None
+    if delimiter:
+        issues.append(
+            _issue("wrong_delimiter", "", "file", checks.rows_total,
+                   f"the header reads as one column holding {delimiter!r}: the file seems "
+                   f"delimited by {delimiter!r} instead of ','")
+        )  # fmt: skip
     if checks.rows_total == 0:
         issues.append(
             _issue(
@@ -149,6 +156,14 @@ def validate_file(path: Path, config: ValidationConfig) -> dict[str, Any]:
     }
     result["criticality"] = criticality(result)
     return result
+
+
+def _wrong_delimiter(raw) -> str | None:
+    """The delimiter a one-column file seems to use, if its header splits on one."""
+    if len(raw.columns) != 1:
+        return None
+    header = str(raw.columns[0])
+    return next((d for d in (";", "\t", "|") if d in header), None)
 
 
 def criticality(result: dict[str, Any]) -> str:

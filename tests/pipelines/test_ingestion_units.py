@@ -173,3 +173,33 @@ def test_the_report_is_self_contained_and_escapes_data():
     assert "<img" not in html and "&lt;img" in html
     # Opens offline: no script, stylesheet or image fetched from anywhere.
     assert "<script" not in html and "<link" not in html and "src=" not in html.replace("src=x", "")
+
+
+def _config(tmp_path: Path, settings):
+    from pipelines.ingestion.validate import ValidationConfig
+
+    return ValidationConfig(
+        settings.schema_path, settings.training_stats_path, settings.target_column, tmp_path
+    )
+
+
+def test_unusable_files_are_judged_without_tfdv(tmp_path: Path, clean, settings):
+    """Unusable files never reach TFDV, so these run here, in the app environment."""
+    from pipelines.ingestion.validate import validate_file
+
+    semi = tmp_path / "semi.csv"
+    clean.iloc[:7].to_csv(semi, index=False, sep=";")
+    result = validate_file(semi, _config(tmp_path, settings))
+    assert (result["rows_invalid"], result["criticality"], result["unusable"]) == (7, "high", True)
+    assert "wrong_delimiter" in {i["error_type"] for i in result["issues"]}
+
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_text(clean.iloc[:3].to_csv(index=False), encoding="utf-16")
+    result = validate_file(utf16, _config(tmp_path, settings))
+    assert result["parse_error"].startswith("not UTF-8") and result["criticality"] == "high"
+    assert [i["error_type"] for i in result["issues"]] == ["unreadable_file"]
+
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    result = validate_file(empty, _config(tmp_path, settings))
+    assert (result["rows_total"], result["issues"][0]["error_type"]) == (0, "empty_file")
