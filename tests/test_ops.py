@@ -1,0 +1,55 @@
+"""`make up/down` mechanics on a real process: start twice is harmless, a taken port is
+reported, stop ends the whole process tree."""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+import psutil
+import pytest
+
+from mlsys import ops, pg
+from mlsys.config import load_settings
+
+
+def _service(port: int) -> ops.Service:
+    # A real long-running process with a child, like uvicorn's supervisor and its workers.
+    script = (
+        "import subprocess, sys, http.server;"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']);"
+        f"http.server.HTTPServer(('127.0.0.1', {port}), http.server.SimpleHTTPRequestHandler).serve_forever()"
+    )
+    return ops.Service(
+        name="dummy",
+        command=lambda s: [sys.executable, "-c", script],
+        url=lambda s: f"http://127.0.0.1:{port}",
+        port=lambda s: port,
+        ready_timeout_s=30,
+    )
+
+
+def test_start_twice_is_harmless_and_stop_ends_the_tree(tmp_path):
+    settings = load_settings({"VAR_DIR": str(tmp_path)})
+    service = _service(pg.free_port())
+    first = ops.start_service(settings, service)
+    assert first.startswith("dummy: http://127.0.0.1:")
+    pid = ops.service_pid(settings, "dummy")
+    tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    assert len(tree) == 2
+    assert "already running" in ops.start_service(settings, service)
+    assert ops.service_pid(settings, "dummy") == pid
+    assert ops.stop_service(settings, "dummy", grace_s=10) == "dummy: stopped"
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree)
+    assert ops.stop_service(settings, "dummy") is None  # stopping twice is harmless too
+
+
+def test_a_taken_port_is_reported_clearly(tmp_path):
+    settings = load_settings({"VAR_DIR": str(tmp_path)})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit, match=f"port {port} is already taken by another program"):
+            ops.start_service(settings, _service(port))
+    assert ops.service_pid(settings, "dummy") is None
