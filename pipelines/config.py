@@ -29,6 +29,7 @@ class PipelineSettings:
     drift_window_rows: int
     drift_min_rows: int
     predict_batch_size: int
+    stale_claim_minutes: int
 
     @property
     def processing_dir(self) -> Path:
@@ -64,6 +65,7 @@ def load_pipeline_settings(env: dict[str, str] | None = None) -> PipelineSetting
         ).rstrip("/"),
         drift_window_rows=env_int(env, "DRIFT_WINDOW_ROWS", 300, low=1, high=1_000_000),
         drift_min_rows=env_int(env, "DRIFT_MIN_ROWS", 200, low=1, high=1_000_000),
+        stale_claim_minutes=env_int(env, "STALE_CLAIM_MINUTES", 30, low=1, high=10_000),
         predict_batch_size=env_int(env, "PREDICT_BATCH_SIZE", 500, low=1, high=1_000_000),
     )
 

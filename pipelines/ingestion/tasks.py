@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,15 @@ from mlsys.db import psycopg2_dsn
 from pipelines.config import PipelineSettings
 from pipelines.ingestion import alerts, claim, report, split, store
 
+log = logging.getLogger(__name__)
+
 
 def read_data(ps: PipelineSettings, rng: random.Random | None = None) -> dict[str, Any] | None:
-    """Claim one random raw file; None when raw-data has no file."""
+    """Claim one random raw file (after putting back abandoned claims); None when there is none."""
+    for path in claim.release_stale_claims(
+        ps.processing_dir, ps.core.raw_data_dir, older_than_s=ps.stale_claim_minutes * 60
+    ):
+        log.warning("released an abandoned claim back to raw-data: %s", path.name)
     path = claim.claim_random_file(ps.core.raw_data_dir, ps.processing_dir, rng)
     if path is None:
         return None
