@@ -86,6 +86,8 @@ class Settings:
     api_url: str
     ui_port: int
     airflow_port: int
+    # Airflow's log servers of workers and triggerers: this port and the next one.
+    airflow_log_server_port: int
 
     # --- data folders -------------------------------------------------------------------
     @property
@@ -184,6 +186,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         api_url=(env.get("API_URL", "").strip() or f"http://127.0.0.1:{api_port}").rstrip("/"),
         ui_port=env_int(env, "UI_PORT", 8501, low=1, high=65535),
         airflow_port=env_int(env, "AIRFLOW_PORT", 8080, low=1, high=65535),
+        airflow_log_server_port=env_int(env, "AIRFLOW_LOG_SERVER_PORT", 8793, low=1, high=65534),
     )
 
 

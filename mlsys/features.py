@@ -139,20 +139,18 @@ def _describe(proto, domains: dict[str, tuple[str, ...]]):
         if which == "string_domain":
             return Kind.CATEGORICAL, tuple(proto.string_domain.value), None, None
         raise SchemaError(f"string feature {proto.name!r} has no domain: curate one")
-    if proto.type == schema_pb2.INT:
-        if which == "int_domain":
-            d = proto.int_domain
-            low = float(d.min) if d.HasField("min") else None
-            high = float(d.max) if d.HasField("max") else None
-            return Kind.INTEGER, (), low, high
-        return Kind.INTEGER, (), None, None
-    if proto.type == schema_pb2.FLOAT:
-        if which == "float_domain":
-            d = proto.float_domain
-            low = float(d.min) if d.HasField("min") else None
-            high = float(d.max) if d.HasField("max") else None
-            return Kind.FLOAT, (), low, high
-        return Kind.FLOAT, (), None, None
+    numeric = {
+        schema_pb2.INT: (Kind.INTEGER, "int_domain"),
+        schema_pb2.FLOAT: (Kind.FLOAT, "float_domain"),
+    }
+    if proto.type in numeric:
+        kind, field_name = numeric[proto.type]
+        if which != field_name:
+            return kind, (), None, None
+        d = getattr(proto, field_name)
+        low = float(d.min) if d.HasField("min") else None
+        high = float(d.max) if d.HasField("max") else None
+        return kind, (), low, high
     raise SchemaError(f"feature {proto.name!r} has an unsupported type")
 
 

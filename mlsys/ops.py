@@ -181,9 +181,8 @@ def raw_data_up(settings: Settings) -> str:
     waiting = sorted(raw.glob("*.csv")) if raw.exists() else []
     if waiting:
         return f"raw-data: {len(waiting)} files waiting in {raw}"
-    seed = 42
-    if (settings.data_dir / "manifests" / "raw-s42-0001.json").exists():
-        seed = int(time.time())  # the first set was ingested already: a new one
+    # The first set is reproducible; once a set was generated (and ingested), a new one.
+    seed = 42 if not any((settings.data_dir / "manifests").glob("*.json")) else int(time.time())
     result = subprocess.run(
         [sys.executable, "-m", "error_injection", "generate", "--seed", str(seed), "--no-progress"],
         cwd=ROOT, capture_output=True, text=True, check=False,

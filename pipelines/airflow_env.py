@@ -23,7 +23,7 @@ def airflow_environment(
 ) -> dict[str, str]:
     bin_dir = airflow_bin_dir()
     api_port = port or settings.airflow_port
-    log_port = int(os.environ.get("AIRFLOW_LOG_SERVER_PORT", "") or 8793)
+    log_port = settings.airflow_log_server_port
     return {
         "AIRFLOW_HOME": str(home),
         # `airflow standalone` spawns `airflow ...` sub-commands through PATH.
