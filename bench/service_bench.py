@@ -7,7 +7,8 @@ measures, each figure beside a reference taken in the same run (these machines a
 1. past-predictions, one day, one source, first page of 100, over 1,000,000 rows: p50
    (reference: the trivial endpoint through the same client);
 2. single predictions with 4 concurrent clients (wrk): throughput and p99 (reference: the
-   same server's trivial endpoint /livez, no validation, no model, no database);
+   same server's trivial endpoint /livez, no validation, no model, no database), and the
+   same with 16 clients (the capacity); the rows written per transaction show the group commit;
 3. a 10,000-row batch (validation, prediction, persistence, response): rows/s (reference: a
    naive baseline, one ORM insert and commit per row, on the same database).
 
@@ -44,10 +45,13 @@ STORED_ROWS = int(os.environ.get("BENCH_STORED_ROWS", 1_000_000))
 BATCH_ROWS = 10_000
 BATCH_REPEATS = int(os.environ.get("BENCH_BATCH_REPEATS", 5))
 BASELINE_ROWS = int(os.environ.get("BENCH_BASELINE_ROWS", 2_000))
-LOAD_SECONDS = int(os.environ.get("BENCH_LOAD_SECONDS", 10))
+LOAD_SECONDS = int(os.environ.get("BENCH_LOAD_SECONDS", 5))
 CLIENTS = 4
-# Which parts to run (all by default): past, single, async, batch.
-PARTS = set(os.environ.get("BENCH_PARTS", "past,single,async,batch").split(","))
+# The server's capacity is also measured with more clients (both endpoints alike).
+CAPACITY_CLIENTS = int(os.environ.get("BENCH_CAPACITY_CLIENTS", 16))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
+# Which parts to run (all by default): past, single, workers, async, batch.
+PARTS = set(os.environ.get("BENCH_PARTS", "past,single,workers,async,batch").split(","))
 PAST_REQUESTS = 300
 DAYS = 30
 
@@ -193,8 +197,10 @@ def _ms(text: str) -> float:
     return float(value) * _UNITS[unit]
 
 
-def run_wrk(wrk: str, url: str, seconds: int, body: bytes | None, tmp: Path) -> Load:
-    cmd = [wrk, "-t2", f"-c{CLIENTS}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
+def run_wrk(
+    wrk: str, url: str, seconds: int, body: bytes | None, tmp: Path, clients: int = CLIENTS
+) -> Load:
+    cmd = [wrk, "-t2", f"-c{clients}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
     if body is not None:
         script = tmp / "post.lua"
         script.write_text(
@@ -216,8 +222,10 @@ def run_wrk(wrk: str, url: str, seconds: int, body: bytes | None, tmp: Path) -> 
     )
 
 
-def run_python_load(host: str, port: int, path: str, seconds: int, body: bytes | None) -> Load:
-    """Fallback load generator: CLIENTS threads, keep-alive connections, fixed duration."""
+def run_python_load(
+    host: str, port: int, path: str, seconds: int, body: bytes | None, clients: int = CLIENTS
+) -> Load:
+    """Fallback load generator: `clients` threads, keep-alive connections, fixed duration."""
     import threading
 
     latencies: list[float] = []
@@ -240,7 +248,7 @@ def run_python_load(host: str, port: int, path: str, seconds: int, body: bytes |
             latencies.extend(mine)
             bad[0] += errors
 
-    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    threads = [threading.Thread(target=client) for _ in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
@@ -353,45 +361,93 @@ class CpuMeter:
         return f"CPU per request: service {service:.2f} ms, PostgreSQL {database:.2f} ms, load generator {client:.2f} ms"
 
 
+def written_since(dsn: str, after_id: int) -> tuple[int, int]:
+    """(rows, transactions) stored after `after_id`: rows of one transaction share `now()`."""
+    import psycopg2
+
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*), count(DISTINCT created_at) FROM predictions WHERE id > %s",
+            (after_id,),
+        )
+        rows, commits = cur.fetchone()
+    return rows, commits
+
+
+def max_id(dsn: str) -> int:
+    import psycopg2
+
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT coalesce(max(id), 0) FROM predictions")
+        return cur.fetchone()[0]
+
+
+def _median_run(runs: list[Load]) -> Load:
+    return sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
+
+
 def single_predictions(
-    report, wrk: str | None, base: str, port: int, dsn: str, one: bytes, tmp: Path, cpu: CpuMeter
-) -> None:
-    """Single predictions vs the trivial endpoint, 4 clients; checks every answer was stored."""
-    if wrk:
-        run_wrk(wrk, f"{base}/livez", 2, None, tmp)  # warm-up
+    report,
+    wrk: str | None,
+    base: str,
+    port: int,
+    dsn: str,
+    one: bytes,
+    tmp: Path,
+    cpu: CpuMeter,
+    clients: int,
+) -> float:
+    """Single predictions vs the trivial endpoint with `clients` connections, in ROUNDS
+    alternating runs (medians: these machines are noisy); checks every answer was stored.
+    Returns the throughput ratio."""
+
+    def load(path: str, body: bytes | None) -> Load:
+        if wrk:
+            return run_wrk(wrk, f"{base}{path}", LOAD_SECONDS, body, tmp, clients)
+        return run_python_load("127.0.0.1", port, path, LOAD_SECONDS, body, clients)
+
+    load("/livez", None)  # warm-up
+    load("/predict", one)
+    before = max_id(dsn)
+    trivial_runs, single_runs = [], []
+    trivial_cpu = single_cpu = (0.0, 0.0, 0.0)
+    for _ in range(ROUNDS):
         t0 = cpu.sample()
-        trivial = run_wrk(wrk, f"{base}/livez", LOAD_SECONDS, None, tmp)
+        trivial_runs.append(load("/livez", None))
         t1 = cpu.sample()
-        run_wrk(wrk, f"{base}/predict", 2, one, tmp)
-        before = count_rows(dsn)
-        s0 = cpu.sample()
-        single = run_wrk(wrk, f"{base}/predict", LOAD_SECONDS, one, tmp)
+        single_runs.append(load("/predict", one))
         s1 = cpu.sample()
-    else:
-        t0 = cpu.sample()
-        trivial = run_python_load("127.0.0.1", port, "/livez", LOAD_SECONDS, None)
-        t1 = s0 = cpu.sample()
-        before = count_rows(dsn)
-        single = run_python_load("127.0.0.1", port, "/predict", LOAD_SECONDS, one)
-        s1 = cpu.sample()
-    written = count_rows(dsn) - before
+        trivial_cpu = tuple(a + (b - c) for a, b, c in zip(trivial_cpu, t1, t0, strict=True))
+        single_cpu = tuple(a + (b - c) for a, b, c in zip(single_cpu, s1, t1, strict=True))
+    written, commits = written_since(dsn, before)
+    answers = sum(r.requests for r in single_runs)
+    trivial, single = _median_run(trivial_runs), _median_run(single_runs)
     share = single.rps / trivial.rps
+    zero = (0.0, 0.0, 0.0)
     report(
-        f"single predictions, {CLIENTS} clients ({single.tool}): {single.rps:,.0f} req/s, "
-        f"p50 {single.p50_ms:.2f} ms, p99 {single.p99_ms:.2f} ms, {single.non_2xx} errors, "
-        f"{written:,} rows stored for {single.requests:,} answers"
-    )
-    report(f"  {CpuMeter.per_request(s0, s1, single.requests)}")
-    report(
-        f"  reference /livez: {trivial.rps:,.0f} req/s, p99 {trivial.p99_ms:.2f} ms, "
-        f"{CpuMeter.per_request(t0, t1, trivial.requests)}"
+        f"single predictions, {clients} clients ({single.tool}, median of {ROUNDS} runs of "
+        f"{LOAD_SECONDS} s): {single.rps:,.0f} req/s (runs: "
+        f"{', '.join(f'{r.rps:,.0f}' for r in single_runs)}), p50 {single.p50_ms:.2f} ms, "
+        f"p99 {single.p99_ms:.2f} ms, {sum(r.non_2xx for r in single_runs)} errors"
     )
     report(
-        f"  throughput {share:.0%} of /livez (target >= 40%: {verdict(share >= 0.4)}), "
-        f"p99 target < 10 ms: {verdict(single.p99_ms < 10)}"
+        f"  {written:,} rows stored for {answers:,} answers, in {commits:,} transactions "
+        f"({written / max(commits, 1):.1f} predictions per commit: group commit)"
     )
-    if single.non_2xx or written < single.requests:
+    report(f"  {CpuMeter.per_request(zero, single_cpu, answers)}")
+    report(
+        f"  reference /livez, {clients} clients: {trivial.rps:,.0f} req/s (runs: "
+        f"{', '.join(f'{r.rps:,.0f}' for r in trivial_runs)}), p99 {trivial.p99_ms:.2f} ms, "
+        f"{CpuMeter.per_request(zero, trivial_cpu, sum(r.requests for r in trivial_runs))}"
+    )
+    report(
+        f"  throughput {share:.0%} of /livez with {clients} clients (target >= 40%: "
+        f"{verdict(share >= 0.4)})"
+        + (f", p99 target < 10 ms: {verdict(single.p99_ms < 10)}" if clients == CLIENTS else "")
+    )
+    if any(r.non_2xx for r in single_runs) or written < answers:
         report("  ERROR: some single predictions failed or were not stored")
+    return share
 
 
 # --- the run -----------------------------------------------------------------------------
@@ -463,39 +519,46 @@ def main() -> int:
                     f"{statistics.median(ref):.2f} ms | target p50 < 20 ms: {verdict(p50 < 20)}"
                 )
 
-            # 2. single predictions, 4 clients
+            # 2. single predictions: 4 clients (the targets), and more (the capacity)
             one = orjson.dumps({"source": "webapp", "records": [records[1]]})
+
+            def restart(extra: dict[str, str], log_name: str):
+                nonlocal proc, port, base
+                launch.stop(proc)
+                port = pg.free_port()
+                base = f"http://127.0.0.1:{port}"
+                proc = launch.spawn(env | extra | {"API_PORT": str(port)}, tmp / log_name)
+                launch.wait_until_serving(proc, base, timeout_s=120)
+
+            def singles(clients_list: tuple[int, ...]) -> None:
+                for clients in clients_list:
+                    single_predictions(
+                        report, wrk, base, port, dsn, one, tmp, CpuMeter(proc.pid, server), clients
+                    )
+
             if "single" in PARTS:
                 floor_p50, floor_p99, floor_rate = commit_floor(dsn, records[1])
                 report(
                     f"disk floor: {CLIENTS} clients doing INSERT + COMMIT alone: {floor_rate:,.0f} commits/s, "
                     f"p50 {floor_p50:.2f} ms, p99 {floor_p99:.2f} ms"
                 )
-                single_predictions(
-                    report, wrk, base, port, dsn, one, tmp, CpuMeter(proc.pid, server)
-                )
+                singles((CLIENTS, CAPACITY_CLIENTS))
+            if "workers" in PARTS:
+                # The other worker count, for comparison (API_WORKERS is a setting).
+                other = 2 if workers == 1 else 1
+                restart({"API_WORKERS": str(other)}, "api-workers.log")
+                report(f"with API_WORKERS={other} (not the default):")
+                singles((CLIENTS, CAPACITY_CLIENTS))
             if "async" in PARTS:
-                # The same, with COMMIT not waiting for the disk (not the default): what the
-                # service itself can do once the disk is out of the way.
-                launch.stop(proc)
-                port = pg.free_port()
-                base = f"http://127.0.0.1:{port}"
-                env |= {"API_PORT": str(port), "API_DB_SYNCHRONOUS_COMMIT": "0"}
-                proc = launch.spawn(env, tmp / "api-async.log")
-                launch.wait_until_serving(proc, base, timeout_s=120)
+                # COMMIT not waiting for the disk (not the default): what the service itself
+                # can do once the disk is out of the way.
+                restart({"API_DB_SYNCHRONOUS_COMMIT": "0"}, "api-async.log")
                 report(
                     "with API_DB_SYNCHRONOUS_COMMIT=0 (not the default; a database crash can lose ~0.6 s):"
                 )
-                single_predictions(
-                    report, wrk, base, port, dsn, one, tmp, CpuMeter(proc.pid, server)
-                )
-                launch.stop(proc)
-                env.pop("API_DB_SYNCHRONOUS_COMMIT")
-                port = pg.free_port()
-                base = f"http://127.0.0.1:{port}"
-                env["API_PORT"] = str(port)
-                proc = launch.spawn(env, tmp / "api-again.log")
-                launch.wait_until_serving(proc, base, timeout_s=120)
+                singles((CLIENTS,))
+            if PARTS & {"workers", "async"}:
+                restart({}, "api-again.log")
 
             # 3. 10,000-row batch vs the naive baseline
             if "batch" in PARTS:

@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -154,10 +154,75 @@ def save(result: TrainResult, model_dir: Path) -> dict[str, Any]:
     return metadata
 
 
+# Up to this many rows, LightGBM's single-row API beats one `Booster.predict` call.
+SINGLE_ROW_MAX = 8
+
+
+class SingleRowPredictor:
+    """LightGBM's `...SingleRowFast` C API: one row in about 10 µs instead of 30 µs.
+
+    `Booster.predict` spends most of a single row's time in Python-side checks and
+    conversions; this calls the library directly (through the ctypes handle the lightgbm
+    package itself uses) with a configuration prepared once. The result is the same number
+    (a test compares them over the training data). One instance per thread: LightGBM's
+    FastConfig must not be used concurrently.
+    """
+
+    def __init__(self, booster: Any, num_features: int):
+        import ctypes
+
+        from lightgbm.basic import _LIB, _safe_call
+
+        self._lib, self._check = _LIB, _safe_call
+        self.num_features = num_features
+        self._config = ctypes.c_void_p()
+        _safe_call(
+            _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
+                booster._handle,
+                ctypes.c_int(0),  # C_API_PREDICT_NORMAL: the probability
+                ctypes.c_int(0),  # start iteration
+                ctypes.c_int(-1),  # all iterations
+                ctypes.c_int(1),  # C_API_DTYPE_FLOAT64
+                ctypes.c_int32(num_features),
+                ctypes.c_char_p(b"num_threads=1"),
+                ctypes.byref(self._config),
+            )
+        )
+        self._booster = booster  # the config points into it: keep it alive
+        # Our own typed pointer to the function (the package's `_LIB` attributes stay as
+        # they are), and fixed buffers: a call is then one copy and one foreign call.
+        signature = ctypes.CFUNCTYPE(
+            ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p
+        )
+        self._predict = signature(("LGBM_BoosterPredictForMatSingleRowFast", _LIB))
+        self._row = np.zeros(num_features, dtype=np.float64)
+        self._out = np.zeros(1, dtype=np.float64)
+        self._out_len = np.zeros(1, dtype=np.int64)
+        self._args = (
+            self._config,
+            self._row.ctypes.data,
+            self._out_len.ctypes.data,
+            self._out.ctypes.data,
+        )
+
+    def predict(self, row: np.ndarray) -> float:
+        if row.shape != (self.num_features,):
+            raise ValueError(f"expected {self.num_features} values, got shape {row.shape}")
+        self._row[:] = row
+        self._check(self._predict(*self._args))
+        return float(self._out[0])
+
+    def __del__(self) -> None:
+        config = getattr(self, "_config", None)
+        if config is not None and config.value:
+            self._lib.LGBM_FastConfigFree(config)
+
+
 @dataclass
 class LoadedModel:
     booster: Any
     metadata: dict[str, Any]
+    _single: SingleRowPredictor | None = field(default=None, repr=False, compare=False)
 
     @property
     def version(self) -> str:
@@ -174,6 +239,18 @@ class LoadedModel:
     def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
         """Probability of the positive class; one thread (fast for single rows, fork-safe)."""
         return self.booster.predict(matrix, num_threads=1)
+
+    def predict_rows(self, matrix: np.ndarray) -> list[float]:
+        """Like `predict_proba` as plain floats, faster for a few rows (see SingleRowPredictor).
+
+        Must not be called from two threads at once for the same model (the service calls it
+        from its event loop only); `predict_proba` has no such limit.
+        """
+        if len(matrix) > SINGLE_ROW_MAX:
+            return self.predict_proba(matrix).tolist()
+        if self._single is None:
+            self._single = SingleRowPredictor(self.booster, matrix.shape[1])
+        return [self._single.predict(row) for row in matrix]
 
     def label(self, probability: float) -> str:
         return self.positive_label if probability >= 0.5 else self.negative_label

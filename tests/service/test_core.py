@@ -39,6 +39,18 @@ def test_the_columnar_and_the_per_record_checks_agree_with_the_model_encoding(
     assert np.array_equal(matrix, expected) and np.array_equal(slow, expected)
 
 
+def test_small_batches_take_the_record_by_record_pass_with_the_same_result(
+    validator, spec, dataset_records
+):
+    from service.validation import FEW_RECORDS
+
+    few = [dict(r) for r in dataset_records[:FEW_RECORDS]]
+    clean, matrix, errors = validator.validate(few)
+    assert errors == [] and clean == few
+    assert np.array_equal(matrix, validator._validate_clean_batch(few))
+    assert np.array_equal(matrix, mlmodel.encode_records(few, spec))
+
+
 def test_one_bad_value_among_many_is_found_and_named(validator, spec, dataset_records):
     records = [dict(r) for r in dataset_records]
     name = next(f.name for f in spec.features if f.kind.value == "integer")

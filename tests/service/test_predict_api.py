@@ -52,6 +52,35 @@ def test_a_batch_keeps_the_order_of_its_records(api: Api, spec, trained_model_di
     assert len({p["id"] for p in got}) == MAX_BATCH
 
 
+def test_concurrent_single_predictions_each_get_their_own_record(api: Api, spec, trained_model_dir):
+    """Single webapp predictions are stored by group commit: concurrent requests share
+    transactions, and each must still get exactly its own record, prediction and row."""
+    records = [example_record(spec, i) for i in range(80)]
+    before = api.count()
+
+    def send(record: dict) -> httpx.Response:
+        return httpx.post(
+            f"{api.url}/predict", json={"source": "webapp", "records": [record]}, timeout=30
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(send, records))
+    assert [a.status_code for a in answers] == [200] * 80
+    got = [a.json()["predictions"][0] for a in answers]
+    assert [p["features"] for p in got] == records
+    expected = mlmodel.load(trained_model_dir).predict_proba(mlmodel.encode_records(records, spec))
+    assert [p["probability"] for p in got] == expected.tolist()
+    assert len({p["id"] for p in got}) == 80
+    assert api.count() == before + 80
+    for p in got[::16]:  # stored as answered
+        assert (
+            api.count(
+                "id = %s AND features = %s::jsonb", (p["id"], orjson.dumps(p["features"]).decode())
+            )
+            == 1
+        )
+
+
 def test_integral_floats_are_accepted_as_integers(api: Api, record, spec):
     name = next(f.name for f in spec.features if f.kind.value == "integer")
     sent = {**record, name: float(record[name])}
