@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -285,6 +286,10 @@ class BatchOutcome:
     # True when the failure may pass by itself (the API down or failing), so a retry makes
     # sense; False when the API refused the rows, which fails again until the file changes.
     retryable: bool = False
+    # One sender at a time. Streamlit's fast reruns (runner.fastReruns, on by default) start
+    # the new run of the page while the old one is still stopping: without this lock both
+    # could send the same chunk, and the outcome would hold one chunk twice and lack another.
+    sending: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def sent(self) -> int:
@@ -323,6 +328,22 @@ def send_in_chunks(
     outcome = outcome if outcome is not None else BatchOutcome(total=len(records))
     if outcome.total != len(records):
         raise ValueError(f"outcome of {outcome.total} records resumed with {len(records)}")
+    # A run that finds another one sending waits for it to stop (at its next progress call,
+    # right after it recorded its last chunk), then goes on from the first row not stored.
+    with outcome.sending:
+        if outcome.error is None:
+            _send_rest(client, records, chunk_size, source, on_progress, outcome)
+    return outcome
+
+
+def _send_rest(
+    client: ApiClient,
+    records: Sequence[dict[str, Any]],
+    chunk_size: int,
+    source: str,
+    on_progress: Callable[[int, int], None] | None,
+    outcome: BatchOutcome,
+) -> None:
     total = len(records)
     for start in range(outcome.sent, total, chunk_size):
         end = min(start + chunk_size, total)
@@ -341,11 +362,10 @@ def send_in_chunks(
                 reason = f"The API refused rows {start + 1} to {end}: {exc.detail}"
             outcome.error = f"{reason} {stored}"
             outcome.retryable = not isinstance(exc, ApiRejected)
-            return outcome
+            return
         outcome.predictions.extend(result.predictions)
         if on_progress is not None:
             on_progress(end, total)
-    return outcome
 
 
 # --- results ----------------------------------------------------------------------------------

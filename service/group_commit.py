@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -85,7 +86,7 @@ class GroupWriter:
             "statement_timeout": str(statement_timeout_ms),
             "synchronous_commit": "on" if synchronous_commit else "off",
         }
-        self._pending: list[_Pending] = []
+        self._pending: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._closed = False
@@ -123,7 +124,7 @@ class GroupWriter:
             nxt = self._pending[0]
             if group and rows + len(nxt.rows) > self.max_group_rows:
                 break
-            group.append(self._pending.pop(0))
+            group.append(self._pending.popleft())
             rows += len(nxt.rows)
         return group
 
@@ -209,9 +210,11 @@ class GroupWriter:
             for p in group:
                 _fail(p, exc)
             return
-        except asyncpg.PostgresError:
+        except asyncpg.PostgresError as exc:
             if len(group) == 1:
-                raise
+                # Validated rows refused by the database: a bug, which the route logs (500).
+                _fail(group[0], exc)
+                return
             # One request's rows made the whole statement fail (nothing was written): write
             # each request alone, so that only the guilty one gets the error.
             for p in group:

@@ -236,6 +236,38 @@ def test_a_chunk_the_api_refuses_is_reported_with_rows_and_what_was_stored(
     assert count_predictions(ui_db) == 4
 
 
+def test_two_runs_of_the_page_sending_one_file_at_once_store_each_row_once(
+    api_url, ui_db, applications
+):
+    """Streamlit's fast reruns start a new run of the page while the old one is stopping:
+    both then call send_in_chunks with the same outcome. One must wait for the other."""
+    import threading
+
+    with ApiClient(api_url) as api:
+        records = logic.parse_upload(
+            applications.iloc[:60].to_csv(index=False).encode(),
+            api.model_info().features,
+            max_bytes=1 << 20,
+        ).records
+    before = count_predictions(ui_db)
+    outcome = logic.BatchOutcome(total=len(records))
+    started = threading.Barrier(2)
+
+    def run_of_the_page() -> None:
+        with ApiClient(api_url) as api:
+            started.wait()
+            logic.send_in_chunks(api, records, chunk_size=5, outcome=outcome)
+
+    runs = [threading.Thread(target=run_of_the_page) for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(60)
+    assert outcome.complete and outcome.sent == 60
+    assert [p.features for p in outcome.predictions] == records
+    assert count_predictions(ui_db) == before + 60
+
+
 def test_the_api_down_while_sending_says_so_and_the_rest_can_be_sent_later(
     use_api, ui_db, ui_database_url, trained_model_dir, tmp_path, applications
 ):
