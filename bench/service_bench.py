@@ -500,7 +500,7 @@ def main() -> int:
             launch.wait_until_serving(proc, base, timeout_s=120)
             workers = launch.load_service_settings(os.environ | env).workers
             report(
-                f"service: uvicorn, {workers} workers, on {os.cpu_count()} cores; load: {wrk or 'python'}"
+                f"service: uvicorn, {workers} worker{'s' if workers != 1 else ''}, on {os.cpu_count()} cores; load: {wrk or 'python'}"
             )
 
             # 1. past-predictions over the stored rows
