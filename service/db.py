@@ -40,7 +40,7 @@ class DatabaseUnavailable(RuntimeError):
         self.maybe_stored = maybe_stored
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -77,7 +77,7 @@ class Database:
                 + ("" if self.synchronous_commit else " -c synchronous_commit=off"),
             )
         except psycopg2.Error as exc:
-            raise DatabaseUnavailable(f"the database is unreachable: {_first_line(exc)}") from exc
+            raise DatabaseUnavailable(f"the database is unreachable: {first_line(exc)}") from exc
         with self._all_lock:
             self._all.add(conn)
         return conn
@@ -128,13 +128,13 @@ class Database:
                         continue  # broken before COMMIT: nothing was written, try a fresh one
                     # in autocommit the statement may have committed before the break
                     raise DatabaseUnavailable(
-                        f"lost the database connection: {_first_line(exc)}",
+                        f"lost the database connection: {first_line(exc)}",
                         maybe_stored=single_statement,
                     ) from exc
                 self._rollback(conn)
                 # Still connected: a statement timeout or a server shutting down.
                 raise DatabaseUnavailable(
-                    f"the database did not complete the request: {_first_line(exc)}"
+                    f"the database did not complete the request: {first_line(exc)}"
                 ) from exc
             except BaseException:
                 self._rollback(conn)
@@ -147,7 +147,7 @@ class Database:
                 # Whether the COMMIT reached the server is unknown: never retry it blindly.
                 self._drop(conn)
                 raise DatabaseUnavailable(
-                    f"the database failed while committing: {_first_line(exc)}", maybe_stored=True
+                    f"the database failed while committing: {first_line(exc)}", maybe_stored=True
                 ) from exc
             return result
         raise AssertionError("unreachable")

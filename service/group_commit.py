@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import asyncpg
 import orjson
 
-from service.db import DatabaseUnavailable
+from service.db import DatabaseUnavailable, first_line
 
 log = logging.getLogger("service.group_commit")
 
@@ -163,7 +163,7 @@ class GroupWriter:
                 self.dsn, timeout=self.connect_timeout_s, server_settings=self.server_settings
             )
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-            raise DatabaseUnavailable(f"the database is unreachable: {_first_line(exc)}") from exc
+            raise DatabaseUnavailable(f"the database is unreachable: {first_line(exc)}") from exc
         return link.conn
 
     async def _insert(self, link: _Link, rows: Sequence[Row]) -> list[tuple[int, datetime]]:
@@ -184,14 +184,14 @@ class GroupWriter:
             link.drop()
             # The statement may have reached the server and committed before the break.
             raise DatabaseUnavailable(
-                f"lost the database connection: {_first_line(exc)}", maybe_stored=True
+                f"lost the database connection: {first_line(exc)}", maybe_stored=True
             ) from exc
         except (asyncpg.exceptions.QueryCanceledError,
                 asyncpg.exceptions.OperatorInterventionError,
                 asyncpg.exceptions.CannotConnectNowError) as exc:  # fmt: skip
             link.drop()
             raise DatabaseUnavailable(
-                f"the database did not complete the request: {_first_line(exc)}"
+                f"the database did not complete the request: {first_line(exc)}"
             ) from exc
         # RETURNING gives the rows in insertion order; ids come from the sequence in that
         # order, so sorting by id is a cheap guarantee of the arrays' order.
@@ -257,8 +257,3 @@ def _succeed(p: _Pending, stored: list[tuple[int, datetime]]) -> None:
 def _fail(p: _Pending, exc: BaseException) -> None:
     if not p.done.done():
         p.done.set_exception(exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
