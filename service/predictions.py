@@ -42,12 +42,13 @@ PREDICT_CHUNK_ROWS = 1000
 def _predict(
     model: LoadedModel, matrix: np.ndarray, *, batch_threads: int
 ) -> tuple[list[float], list[str]]:
-    # Plain floats: numpy scalars would print as `np.float64(...)` in COPY and JSON.
     if len(matrix) >= MIN_ROWS_FOR_THREADS and batch_threads > 1:
-        probabilities = model.booster.predict(matrix, num_threads=batch_threads).tolist()
+        proba = model.booster.predict(matrix, num_threads=batch_threads)
     else:
-        probabilities = model.predict_proba(matrix).tolist()
+        proba = model.predict_proba(matrix)
     positive, negative = model.positive_label, model.negative_label
+    # Plain floats: numpy scalars would print as `np.float64(...)` in COPY and JSON.
+    probabilities = proba.tolist()
     return probabilities, [positive if p >= 0.5 else negative for p in probabilities]
 
 
@@ -76,11 +77,11 @@ def _new_predictions(
 class Limits:
     max_records: int
     # Threads LightGBM may use for a large batch.
-    batch_threads: int = 1
+    batch_threads: int
     # Bodies up to this size are parsed, validated and predicted on the event loop (well
     # under a millisecond) and, from the webapp, stored by group commit; larger ones and
     # scheduled calls go to a database thread.
-    inline_max_body_bytes: int = 16384
+    inline_max_body_bytes: int
 
 
 class Predictor:
@@ -122,28 +123,20 @@ class Predictor:
     async def _predict_grouped(self, request: PredictRequest, model: LoadedModel) -> dict[str, Any]:
         probabilities = model.predict_rows(request.matrix)  # the event loop's thread only
         version, source = model.version, request.source
-        rows = [
-            Row(source, record, model.label(p), p, version)
+        new = [
+            store.NewPrediction(record, model.label(p), p)
             for record, p in zip(request.records, probabilities, strict=True)
         ]
-        stored = await self.writer.write(rows)
+        stored = await self.writer.write(
+            [Row(source, n.features, n.prediction, n.probability, version) for n in new]
+        )
         return {
             "model_version": version,
-            "stored": len(rows),
+            "stored": len(new),
             "already_stored": 0,
             "predictions": [
-                {
-                    "id": pid,
-                    "created_at": created_at,
-                    "source": source,
-                    "features": row.features,
-                    "prediction": row.prediction,
-                    "probability": row.probability,
-                    "model_version": version,
-                    "source_file": None,
-                    "source_row": None,
-                }
-                for (pid, created_at), row in zip(stored, rows, strict=True)
+                store.stored_dict(pid, created_at, n, source=source, model_version=version)
+                for (pid, created_at), n in zip(stored, new, strict=True)
             ],
         }
 

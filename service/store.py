@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -20,8 +20,9 @@ COPY_CHUNK_ROWS = 500
 _COLUMNS = "id, created_at, source, features, prediction, probability, model_version, source_file, source_row"
 
 
-@dataclass(frozen=True)
-class NewPrediction:
+class NewPrediction(NamedTuple):
+    """A prediction to store (a NamedTuple: built once per row, also on the single-row path)."""
+
     features: dict[str, Any]
     prediction: str
     probability: float

@@ -208,17 +208,23 @@ def test_a_bad_csv_is_refused_with_the_problem_and_nothing_is_sent(
         ]
 
 
+def _upload_records(api_url: str, applications, rows: int) -> list[dict]:
+    """The first `rows` applications, as the UI's CSV check hands them to send_in_chunks."""
+    with ApiClient(api_url) as api:
+        return logic.parse_upload(
+            applications.iloc[:rows].to_csv(index=False).encode(),
+            api.model_info().features,
+            max_bytes=1 << 20,
+        ).records
+
+
 def test_a_chunk_the_api_refuses_is_reported_with_rows_and_what_was_stored(
     api_url, ui_db, applications
 ):
     """The API's own check, bypassing the UI's: chunk 1 is stored, chunk 2 refused whole."""
+    records = _upload_records(api_url, applications, 4)
+    records[3] = records[3] | {"age": 5}
     with ApiClient(api_url) as api:
-        records = logic.parse_upload(
-            applications.iloc[:4].to_csv(index=False).encode(),
-            api.model_info().features,
-            max_bytes=1 << 20,
-        ).records
-        records[3] = records[3] | {"age": 5}
         outcome = logic.send_in_chunks(api, records, chunk_size=2)
     assert not outcome.complete and len(outcome.predictions) == 2
     assert outcome.error.startswith("The API refused rows 3 to 4:")
@@ -243,12 +249,7 @@ def test_two_runs_of_the_page_sending_one_file_at_once_store_each_row_once(
     both then call send_in_chunks with the same outcome. One must wait for the other."""
     import threading
 
-    with ApiClient(api_url) as api:
-        records = logic.parse_upload(
-            applications.iloc[:60].to_csv(index=False).encode(),
-            api.model_info().features,
-            max_bytes=1 << 20,
-        ).records
+    records = _upload_records(api_url, applications, 60)
     before = count_predictions(ui_db)
     outcome = logic.BatchOutcome(total=len(records))
     started = threading.Barrier(2)
