@@ -9,12 +9,25 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
+
+from mlsys.credentials import resolve_secret
+from mlsys.redact import redact_url
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# One PostgreSQL role per component of the embedded server (docs: README, "Security"); the
+# grants of each are in sql/grants.sql. component -> (role name, secret holding its password).
+DB_ROLES: dict[str, tuple[str, str]] = {
+    "owner": ("mlsys_owner", "PG_OWNER_PASSWORD"),  # owns the application database; migrations
+    "service": ("mlsys_service", "PG_SERVICE_PASSWORD"),
+    "pipelines": ("mlsys_pipelines", "PG_PIPELINES_PASSWORD"),
+    "airflow": ("mlsys_airflow", "PG_AIRFLOW_PASSWORD"),  # owns Airflow's metadata database
+    "reader": ("grafana_reader", "GRAFANA_DB_PASSWORD"),  # Grafana; name from GRAFANA_DB_USER
+}
 
 
 class ConfigError(ValueError):
@@ -88,6 +101,12 @@ class Settings:
     airflow_port: int
     # Airflow's log servers of workers and triggerers: this port and the next one.
     airflow_log_server_port: int
+    # The component this process acts for (MLSYS_DB_ROLE): picks `database_url`'s role.
+    db_component: str = "owner"
+    db_role_names: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # The environment the settings were read from: secrets resolve against it, lazily.
+    env: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    database_admin_url: str | None = field(default=None, repr=False)
 
     # --- data folders -------------------------------------------------------------------
     @property
@@ -118,10 +137,18 @@ class Settings:
 
     @property
     def database_url(self) -> str:
-        """SQLAlchemy URL of the application database."""
-        if self.database_url_override:
-            return self.database_url_override
-        return self.embedded_url(self.app_db_name)
+        """SQLAlchemy URL of the application database, as this process's component role.
+
+        DATABASE_URL, when set, is used as it is (each process of an external set-up is given
+        the URL of its own role, as docker-compose.yml does); otherwise the embedded server's
+        URL with the role of MLSYS_DB_ROLE and its password (VAR_DIR/secrets).
+        """
+        return self.component_database_url(self.db_component)
+
+    @property
+    def owner_database_url(self) -> str:
+        """The application database as its owner: migrations and grants run with it."""
+        return self.component_database_url("owner")
 
     @property
     def airflow_database_url(self) -> str:
@@ -130,27 +157,65 @@ class Settings:
             return self.airflow_database_url_override
         if self.database_url_override:
             return _replace_database(self.database_url_override, self.airflow_db_name)
-        return self.embedded_url(self.airflow_db_name)
+        return self.component_database_url("airflow")
 
-    def embedded_url(self, database: str) -> str:
-        return f"postgresql+psycopg2://postgres@{self.pg_host}:{self.pg_port}/{quote(database)}"
+    def db_role(self, component: str) -> str:
+        """The PostgreSQL role name of `component` (a key of DB_ROLES)."""
+        return self.db_role_names.get(component) or DB_ROLES[component][0]
+
+    def db_password(self, component: str) -> str:
+        """The password of `component`'s role: env PG_<C>_PASSWORD, its _FILE, or
+        VAR_DIR/secrets (which `make up` generates). Raises SecretError when none is set."""
+        return str(resolve_secret(DB_ROLES[component][1], self.var_dir, self.env))
+
+    def component_database_url(self, component: str) -> str:
+        """The URL `component` connects with (see `database_url`)."""
+        if component not in DB_ROLES:
+            raise ConfigError(f"unknown database component {component!r}")
+        if self.database_url_override:
+            return self.database_url_override
+        database = self.airflow_db_name if component == "airflow" else self.app_db_name
+        role, password = self.db_role(component), self.db_password(component)
+        return (
+            f"postgresql+psycopg2://{quote(role, safe='')}:{quote(password, safe='')}"
+            f"@{self.pg_host}:{self.pg_port}/{quote(database)}"
+        )
 
 
 def _replace_database(url: str, database: str) -> str:
     head, sep, tail = url.rpartition("/")
     if not sep or "://" not in head:
-        raise ConfigError(f"DATABASE_URL {url!r} has no database name")
+        raise ConfigError(f"DATABASE_URL {redact_url(url)} has no database name")
     query = tail.partition("?")[2]
     return f"{head}/{database}" + (f"?{query}" if query else "")
 
 
 def _database_url(env: dict[str, str], name: str) -> str | None:
+    """A postgresql:// URL checked enough to fail here, with a message that never shows its
+    password (SQLAlchemy's and libpq's own errors echo the whole URL)."""
     url = env.get(name, "").strip() or None
     if url is None:
         return None
-    if not url.startswith(("postgresql://", "postgresql+psycopg2://")):
-        raise ConfigError(f"{name} must be a postgresql:// URL, got scheme {url.split(':')[0]!r}")
-    return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigError(
+            f"{name} must be a postgresql://user:password@host:port/database URL; "
+            "the value given has no scheme (not shown: it may hold a password)"
+        )
+    if scheme not in ("postgresql", "postgresql+psycopg2", "postgres"):
+        raise ConfigError(f"{name} must be a postgresql:// URL, got scheme {scheme!r}")
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parses the port: raises ValueError when it is not a number)
+    except ValueError as exc:
+        problem = str(exc).split(":")[0]  # "Port could not be cast...", never the value
+        raise ConfigError(f"{name} is malformed ({problem}): {shown}") from None
+    if "@" in parts.netloc and not parts.username:
+        raise ConfigError(f"{name} has a password but no user name: {shown}")
+    if not parts.path.strip("/"):
+        raise ConfigError(f"{name} names no database (…/<database> at its end): {shown}")
+    return "postgresql+psycopg2://" + rest
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
@@ -187,7 +252,18 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         ui_port=env_int(env, "UI_PORT", 8501, low=1, high=65535),
         airflow_port=env_int(env, "AIRFLOW_PORT", 8080, low=1, high=65535),
         airflow_log_server_port=env_int(env, "AIRFLOW_LOG_SERVER_PORT", 8793, low=1, high=65534),
+        db_component=_db_component(env),
+        db_role_names={"reader": env.get("GRAFANA_DB_USER", "").strip() or DB_ROLES["reader"][0]},
+        env=env,
+        database_admin_url=_database_url(env, "DATABASE_ADMIN_URL"),
     )
+
+
+def _db_component(env: dict[str, str]) -> str:
+    value = env.get("MLSYS_DB_ROLE", "").strip() or "owner"
+    if value not in DB_ROLES:
+        raise ConfigError(f"MLSYS_DB_ROLE={value!r} must be one of {', '.join(DB_ROLES)}")
+    return value
 
 
 @lru_cache(maxsize=1)

@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mlsys import pg
-from mlsys.config import ROOT, Settings, get_settings
-from mlsys.db import migrate
+from mlsys.config import DB_ROLES, ROOT, ConfigError, Settings, get_settings
+from mlsys.credentials import SecretError, ensure_secret, resolve_secret, secrets_dir
+from mlsys.db import RolePlan, apply_grants, migrate, provision, psycopg2_dsn
 
 
 @dataclass
@@ -33,6 +36,11 @@ class Service:
     port: Callable[[Settings], int]
     env: Callable[[Settings], dict[str, str]] = field(default=lambda s: {})
     ready_timeout_s: float = 60.0
+    # The database role it connects as (a key of mlsys.config.DB_ROLES: MLSYS_DB_ROLE), or
+    # None when it does not use the database.
+    db_role: str | None = None
+    # How a person logs in, for `make status`: where the credential is, never its value.
+    login: Callable[[Settings], str] | None = None
 
 
 # Each component describes how it is launched in its own `launch.py` (a module-level
@@ -65,25 +73,54 @@ def log_dir(settings: Settings) -> Path:
 
 
 def embedded_server(settings: Settings) -> pg.EmbeddedServer:
-    return pg.EmbeddedServer(settings.pg_data_dir, settings.pg_host, settings.pg_port)
+    return pg.EmbeddedServer(
+        settings.pg_data_dir, settings.pg_host, settings.pg_port, state_dir=settings.var_dir
+    )
+
+
+def ensure_db_secrets(settings: Settings) -> None:
+    """Generate (once, 0600 under VAR_DIR/secrets) the password of every component's role that
+    the environment does not give."""
+    for _, secret in DB_ROLES.values():
+        if resolve_secret(secret, settings.var_dir, settings.env, required=False) is None:
+            ensure_secret(settings.var_dir, secret)
 
 
 def database_up(settings: Settings) -> str:
-    """Start the embedded server if it is ours, create both databases, migrate. Returns a line."""
+    """Start the embedded server if it is ours, make sure of the roles and both databases,
+    migrate as the owner, apply the grants. Returns a line for the user."""
+    admin_dsn = None
     if settings.embedded_postgres:
         server = embedded_server(settings)
         settings.var_dir.mkdir(parents=True, exist_ok=True)
+        ensure_db_secrets(settings)
+        upgrading = pg.needs_upgrade(server)
         started = pg.start(server)
         pg.wait_until_ready(server.dsn())
-        pg.ensure_database(server.dsn(), settings.app_db_name)
-        pg.ensure_database(server.dsn(), settings.airflow_db_name)
+        admin_dsn = server.dsn()
         state = "started" if started else "already running"
         where = (
             f"embedded PostgreSQL {state} on {server.host}:{server.port} (log {server.log_file})"
         )
+        if upgrading:
+            where += (
+                "; upgraded from password-less logins to SCRAM passwords and one role per component"
+            )
+    elif settings.database_admin_url:
+        admin_dsn = psycopg2_dsn(settings.database_admin_url)
+        where = "PostgreSQL from DATABASE_URL (not started by us; roles from DATABASE_ADMIN_URL)"
     else:
-        where = "PostgreSQL from DATABASE_URL (not started by us)"
-    applied = migrate(settings.database_url)
+        where = "PostgreSQL from DATABASE_URL (not started by us; roles and grants are yours)"
+    if admin_dsn is not None:
+        provision(admin_dsn, RolePlan.from_settings(settings))
+    applied = migrate(settings.owner_database_url)
+    if admin_dsn is not None:
+        apply_grants(
+            settings.owner_database_url,
+            service=settings.db_role("service"),
+            pipelines=settings.db_role("pipelines"),
+            reader=settings.db_role("reader"),
+        )
     return f"{where}; migrations applied: {', '.join(applied) if applied else 'none pending'}"
 
 
@@ -91,25 +128,83 @@ def _pid_file(settings: Settings, name: str) -> Path:
     return run_dir(settings) / f"{name}.pid"
 
 
-def _alive(pid: int) -> bool:
+@dataclass(frozen=True)
+class PidRecord:
+    """What a pid file holds: enough to tell our process from another one given the same pid
+    later (after a reboot, pids are reused): its start time and a hash of its command line."""
+
+    pid: int
+    create_time: float  # seconds since the epoch, as psutil reports it
+    cmdline_sha256: str
+
+    @classmethod
+    def of(cls, pid: int) -> PidRecord:
+        import psutil
+
+        proc = psutil.Process(pid)
+        return cls(pid, proc.create_time(), _fingerprint(proc.cmdline()))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> PidRecord | None:
+        """None for anything else (an older plain pid, a damaged file)."""
+        try:
+            data = json.loads(text)
+            return cls(int(data["pid"]), float(data["create_time"]), str(data["cmdline_sha256"]))
+        except (ValueError, TypeError, KeyError):
+            return None
+
+
+def _fingerprint(cmdline: list[str]) -> str:
+    return hashlib.sha256("\0".join(cmdline).encode()).hexdigest()
+
+
+def _write_pid_file(settings: Settings, name: str, record: PidRecord) -> None:
+    path = _pid_file(settings, name)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(record.to_json())
+    tmp.replace(path)
+
+
+def our_process(settings: Settings, name: str):
+    """The running process `up` started as `name` (a psutil.Process), or None.
+
+    The pid alone proves nothing: the process must also have started at the recorded time
+    and run the recorded command line, so a recycled pid is never taken for ours.
+    """
+    import psutil
+
+    path = _pid_file(settings, name)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        record = PidRecord.from_json(path.read_text())
+    except OSError:
+        return None
+    if record is None:
+        return None
+    try:
+        proc = psutil.Process(record.pid)
+        with proc.oneshot():
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            if abs(proc.create_time() - record.create_time) > 0.01:
+                return None
+            if _fingerprint(proc.cmdline()) != record.cmdline_sha256:
+                return None
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    return proc
 
 
 def service_pid(settings: Settings, name: str) -> int | None:
-    path = _pid_file(settings, name)
-    if not path.exists():
-        return None
-    try:
-        pid = int(path.read_text().strip())
-    except ValueError:
-        return None
-    return pid if _alive(pid) else None
+    """The pid of our running `name` (see `our_process`), or None."""
+    proc = our_process(settings, name)
+    return proc.pid if proc is not None else None
+
+
+def _db_role_env(service: Service) -> dict[str, str]:
+    return {"MLSYS_DB_ROLE": service.db_role} if service.db_role else {}
 
 
 def start_service(settings: Settings, service: Service) -> str:
@@ -131,10 +226,10 @@ def start_service(settings: Settings, service: Service) -> str:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=os.environ | service.env(settings),
+            env=os.environ | _db_role_env(service) | service.env(settings),
             start_new_session=True,  # its own process group, stopped as a whole
         )
-    _pid_file(settings, service.name).write_text(str(proc.pid))
+    _write_pid_file(settings, service.name, PidRecord.of(proc.pid))
     deadline = time.monotonic() + service.ready_timeout_s
     while not pg.port_in_use("127.0.0.1", port):
         if proc.poll() is not None:
@@ -142,20 +237,26 @@ def start_service(settings: Settings, service: Service) -> str:
         if time.monotonic() > deadline:
             raise SystemExit(f"{service.name} not answering on port {port}; see {log}")
         time.sleep(0.5)
+    # Record the command line it runs now that it serves: a launcher that `exec`s (Airflow's
+    # `bash -c "... && exec airflow standalone"`) has replaced its own by then.
+    _write_pid_file(settings, service.name, PidRecord.of(proc.pid))
     return f"{service.name}: {service.url(settings)} (log {log})"
 
 
 def stop_service(settings: Settings, name: str, *, grace_s: float = 30.0) -> str | None:
-    pid = service_pid(settings, name)
-    _pid_file(settings, name).unlink(missing_ok=True)
-    if pid is None:
-        return None
+    """Stop our `name` and its whole process tree; None when there was no pid file."""
+    path = _pid_file(settings, name)
+    had_file = path.exists()
+    ours = our_process(settings, name)
+    path.unlink(missing_ok=True)
+    if ours is None:
+        return f"{name}: not running (stale pid file removed, nothing killed)" if had_file else None
+    pid = ours.pid
     import psutil
 
     # Children may start sessions of their own (Airflow does): collect the whole tree first.
     try:
-        root = psutil.Process(pid)
-        tree = [root, *root.children(recursive=True)]
+        tree = [ours, *ours.children(recursive=True)]
     except psutil.NoSuchProcess:
         return f"{name}: was not running"
     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -223,6 +324,10 @@ def status(settings: Settings) -> list[str]:
         lines.append(
             f"embedded PostgreSQL: {state} ({server.host}:{server.port}, data {server.data_dir})"
         )
+        lines.append(
+            f"  roles {', '.join(settings.db_role(c) for c in DB_ROLES)}; passwords (0600) in "
+            f"{secrets_dir(settings.var_dir)}"
+        )
     else:
         lines.append("PostgreSQL: external (DATABASE_URL)")
     for service in services():
@@ -231,6 +336,8 @@ def status(settings: Settings) -> list[str]:
             f"{service.name}: "
             + (f"running, pid {pid}, {service.url(settings)}" if pid else "stopped")
         )
+        if service.login is not None:
+            lines.append(f"  login: {service.login(settings)}")
     return lines
 
 
@@ -238,13 +345,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlsys.ops", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status", "db"])
     args = parser.parse_args(argv)
-    settings = get_settings()
     try:
+        settings = get_settings()
         if args.command == "db":
             lines = [database_up(settings)]
         else:
             lines = {"up": up, "down": down, "status": status}[args.command](settings)
-    except pg.PostgresError as exc:
+    except (pg.PostgresError, ConfigError, SecretError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print("\n".join(lines))

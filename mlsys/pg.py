@@ -4,6 +4,17 @@ We drive the wheel's bundled `initdb` and `pg_ctl` directly instead of `get_serv
 that helper listens on a unix socket only and stops the server when the last Python process
 holding it exits, while our services (uvicorn, Airflow, Streamlit) run in other processes and
 environments and connect over TCP on 127.0.0.1.
+
+Access: TCP on the loopback only (no unix socket), every login by password (SCRAM-SHA-256),
+from a `pg_hba.conf` we write; the superuser `postgres` has a generated password kept in
+`<state dir>/secrets/pg_superuser_password` (mode 0600). A data folder initialised by an
+earlier version with `trust` is upgraded in place on the next start (see `start`).
+
+As root, the server runs as the system user `embedded_postgres` (PostgreSQL refuses root).
+We then change permissions only inside the server's state folder (VAR_DIR natively): the data
+folder is handed to that user, the state folder is made traversable (o+x, not listable). The
+wheel's binaries and the folders above the state folder are only checked; when that user
+cannot reach them, `start` says which folder and what to do instead of chmod-ing it.
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ import os
 import platform
 import signal
 import socket
+import stat
 import subprocess
 import time
 import warnings
@@ -21,7 +33,20 @@ from pathlib import Path
 import psycopg2
 from psycopg2 import sql
 
+from mlsys.credentials import ensure_secret, read_secret_file
+from mlsys.redact import redact
+
 PG_SYSTEM_USER = "embedded_postgres"  # the server refuses to run as root
+SUPERUSER = "postgres"
+SUPERUSER_SECRET = "PG_SUPERUSER_PASSWORD"
+# The first line of every pg_hba.conf we write: a data folder without it predates passwords.
+HBA_MARKER = "# mlsys: password logins over loopback TCP only (written by mlsys/pg.py)"
+HBA = f"""{HBA_MARKER}
+# Any edit is overwritten at the next `make up`. No `local` lines: the unix socket is off.
+# TYPE  DATABASE  USER  ADDRESS        METHOD
+host    all       all   127.0.0.1/32   scram-sha-256
+host    all       all   ::1/128        scram-sha-256
+"""
 
 
 class PostgresError(RuntimeError):
@@ -30,19 +55,47 @@ class PostgresError(RuntimeError):
 
 @dataclass(frozen=True)
 class EmbeddedServer:
+    """One embedded server: its data folder, where it listens, where its state lives.
+
+    `state_dir` (default: the data folder's parent; VAR_DIR for `make up`) holds the log, the
+    superuser's password (`secrets/pg_superuser_password`) and is the only place whose
+    permissions we change when running as root.
+    """
+
     data_dir: Path
     host: str = "127.0.0.1"
     port: int = 5432
+    state_dir: Path | None = None
+
+    @property
+    def state(self) -> Path:
+        return self.state_dir or self.data_dir.parent
 
     @property
     def log_file(self) -> Path:
         return self.data_dir.parent / f"{self.data_dir.name}.log"
 
+    @property
+    def password_file(self) -> Path:
+        return ensure_secret(self.state, SUPERUSER_SECRET)
+
+    @property
+    def password(self) -> str:
+        """The superuser's password, generated (0600) the first time it is asked for."""
+        return read_secret_file(self.password_file)
+
     def url(self, database: str = "postgres") -> str:
-        return f"postgresql+psycopg2://postgres@{self.host}:{self.port}/{database}"
+        """SQLAlchemy URL of `database` as the superuser (for set-up and tests only)."""
+        return (
+            f"postgresql+psycopg2://{SUPERUSER}:{self.password}@{self.host}:{self.port}/{database}"
+        )
 
     def dsn(self, database: str = "postgres") -> str:
-        return f"host={self.host} port={self.port} user=postgres dbname={database}"
+        """libpq DSN of `database` as the superuser (for set-up and tests only)."""
+        return (
+            f"host={self.host} port={self.port} user={SUPERUSER} dbname={database} "
+            f"password={self.password}"
+        )
 
 
 def _embedded():
@@ -65,23 +118,114 @@ def _run_as() -> str | None:
     return None
 
 
+def _blocking_folder(path: Path, uid: int, gids: set[int]) -> Path | None:
+    """The first folder from / down to `path` that the user (uid, gids) cannot traverse."""
+    for folder in [*reversed(path.parents), path]:
+        info = folder.stat()
+        if info.st_uid == uid:
+            bit = stat.S_IXUSR
+        elif info.st_gid in gids:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not info.st_mode & bit:
+            return folder
+    return None
+
+
 def _prepare_permissions(server: EmbeddedServer, user: str | None) -> None:
+    """As root: hand the data folder to the server's user, touching nothing outside the state
+    folder; refuse, naming the folder, when that user cannot reach what it needs."""
     if user is None:
         return
+    import grp
     import pwd
-    import stat
 
-    utils = _embedded().utils
-    bin_path = _embedded()._commands.POSTGRES_BIN_PATH
     entry = pwd.getpwnam(user)
-    utils.ensure_prefix_permissions(server.data_dir)
-    read, execute = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
-    utils.ensure_folder_permissions(bin_path, read | execute)
-    utils.ensure_folder_permissions(bin_path.parent / "lib", read)
-    os.chown(server.data_dir, entry.pw_uid, entry.pw_gid)
+    gids = {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    state = server.state.resolve()
+    data = server.data_dir.resolve()
+    if state in data.parents:
+        # Our own folders between the state folder and the data folder: traversable, not listable.
+        for folder in [state, *[p for p in data.parents if state in p.parents]]:
+            folder.chmod(folder.stat().st_mode | stat.S_IXGRP | stat.S_IXOTH)
+    os.chown(data, entry.pw_uid, entry.pw_gid)
+    os.chmod(data, 0o700)
     if not server.log_file.exists():
-        server.log_file.touch()
+        server.log_file.touch(mode=0o600)
     os.chown(server.log_file, entry.pw_uid, entry.pw_gid)
+    for needed, what in ((data, "the data folder"),
+                         (Path(_bin("postgres")), "the PostgreSQL binaries")):  # fmt: skip
+        blocked = _blocking_folder(needed, entry.pw_uid, gids)
+        if blocked is not None:
+            raise PostgresError(
+                f"the server runs as the system user {user!r} (PostgreSQL refuses root), which "
+                f"cannot traverse {blocked} to reach {what} ({needed}). We do not change "
+                f"permissions outside {state}: run `chmod o+x {blocked}` yourself, or put "
+                "VAR_DIR/PGDATA_DIR (or the virtual environments) under a traversable folder, "
+                "or run `make up` as a normal user."
+            )
+
+
+def _write_hba(server: EmbeddedServer, user: str | None) -> None:
+    path = server.data_dir / "pg_hba.conf"
+    path.write_text(HBA)
+    os.chmod(path, 0o600)
+    if user is not None:
+        import pwd
+
+        entry = pwd.getpwnam(user)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def _quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _initdb(server: EmbeddedServer, user: str | None) -> None:
+    # initdb reads the password from a file, as the server's user: a private copy beside the
+    # data folder, removed at once (the secret itself stays in VAR_DIR/secrets, 0600, root's).
+    pwfile = server.data_dir.parent / f".{server.data_dir.name}.initdb-pw"
+    fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as out:
+            out.write(server.password + "\n")
+        if user is not None:
+            import pwd
+
+            entry = pwd.getpwnam(user)
+            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+        result = subprocess.run(
+            [_bin("initdb"), "-D", str(server.data_dir), "--auth=scram-sha-256",
+             f"--pwfile={pwfile}", "--encoding=utf8", "-U", SUPERUSER],
+            capture_output=True, text=True, user=user, check=False,
+        )  # fmt: skip
+    finally:
+        pwfile.unlink(missing_ok=True)
+    if result.returncode != 0:
+        raise PostgresError(f"initdb failed in {server.data_dir}:\n{result.stderr}")
+
+
+def _upgrade_from_trust(server: EmbeddedServer, user: str | None) -> None:
+    """Give the superuser of a data folder made with `--auth=trust` its password.
+
+    Done in single-user mode (no network at all), before our pg_hba.conf replaces `trust`:
+    the server never listens while a login without password would still be accepted.
+    """
+    statement = (
+        "SET password_encryption = 'scram-sha-256';\n"
+        f"ALTER ROLE {SUPERUSER} PASSWORD {_quote_literal(server.password)};\n"
+    )
+    result = subprocess.run(
+        [_bin("postgres"), "--single", "-D", str(server.data_dir), "-j", "postgres"],
+        input=statement, capture_output=True, text=True, user=user, check=False,
+    )  # fmt: skip
+    if result.returncode != 0 or "ERROR" in result.stdout + result.stderr:
+        # Never echo the statement: it holds the password.
+        raise PostgresError(
+            f"could not set the superuser's password in {server.data_dir} (single-user mode "
+            f"exited {result.returncode}); the server log may say why: {server.log_file}"
+        )
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -124,7 +268,12 @@ def is_running(server: EmbeddedServer) -> bool:
 
 
 def start(server: EmbeddedServer, *, timeout_s: float = 60.0) -> bool:
-    """Initialise (first time) and start the server. Returns False if it was already running."""
+    """Initialise (first time) and start the server. Returns False if it was already running.
+
+    A data folder from before passwords (its pg_hba.conf lacks our marker) gets the generated
+    superuser password and our pg_hba.conf first; its databases and tables are handed to the
+    component roles by `mlsys.db.provision` afterwards.
+    """
     if is_running(server):
         return False
     if port_in_use(server.host, server.port):
@@ -136,13 +285,11 @@ def start(server: EmbeddedServer, *, timeout_s: float = 60.0) -> bool:
     user = _run_as()
     _prepare_permissions(server, user)
     if not (server.data_dir / "PG_VERSION").exists():
-        result = subprocess.run(
-            [_bin("initdb"), "-D", str(server.data_dir), "--auth=trust", "--encoding=utf8",
-             "-U", "postgres"],
-            capture_output=True, text=True, user=user, check=False,
-        )  # fmt: skip
-        if result.returncode != 0:
-            raise PostgresError(f"initdb failed in {server.data_dir}:\n{result.stderr}")
+        _initdb(server, user)
+        _write_hba(server, user)
+    elif needs_upgrade(server):
+        _upgrade_from_trust(server, user)
+        _write_hba(server, user)
     options = f"-h {server.host} -p {server.port} -c unix_socket_directories=''"
     result = subprocess.run(
         [_bin("pg_ctl"), "-D", str(server.data_dir), "-l", str(server.log_file), "-o", options,
@@ -155,6 +302,17 @@ def start(server: EmbeddedServer, *, timeout_s: float = 60.0) -> bool:
         )
         raise PostgresError(f"PostgreSQL did not start: {result.stderr.strip()}\n{tail}")
     return True
+
+
+def needs_upgrade(server: EmbeddedServer) -> bool:
+    """True for an initialised data folder whose pg_hba.conf is not ours (trust logins)."""
+    hba = server.data_dir / "pg_hba.conf"
+    if not (server.data_dir / "PG_VERSION").exists():
+        return False
+    try:
+        return not hba.read_text().startswith(HBA_MARKER)
+    except OSError:
+        return True
 
 
 def stop(server: EmbeddedServer, *, timeout_s: float = 60.0) -> bool:
@@ -197,5 +355,7 @@ def wait_until_ready(dsn: str, *, timeout_s: float = 30.0) -> None:
             return
         except psycopg2.OperationalError as exc:
             if time.monotonic() > deadline:
-                raise PostgresError(f"PostgreSQL not reachable ({dsn}): {exc}") from exc
+                raise PostgresError(
+                    f"PostgreSQL not reachable ({redact(dsn)}): {redact(str(exc))}"
+                ) from None
             time.sleep(0.2)

@@ -6,12 +6,57 @@ so no airflow.cfg has to be edited and tests can point Airflow at a throw-away d
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from mlsys.config import ROOT, Settings
+from mlsys.credentials import ensure_secret, resolve_secret, secrets_dir
 
 DAGS_FOLDER = ROOT / "pipelines" / "dags"
+# Airflow's simple auth manager: one user, `admin`, with the role admin; its password is the
+# secret AIRFLOW_ADMIN_PASSWORD (env, _FILE, or VAR_DIR/secrets/airflow_admin_password).
+ADMIN_USER = "admin"
+ADMIN_SECRET = "AIRFLOW_ADMIN_PASSWORD"
+PASSWORDS_FILE_NAME = "airflow_passwords.json"
+# "Everyone is admin, no login": development only, and only when asked for explicitly.
+DEV_ALL_ADMINS = "AIRFLOW_DEV_ALL_ADMINS"
+
+
+def passwords_file(settings: Settings) -> Path:
+    """Where the simple auth manager reads its users' passwords (0600, under VAR_DIR)."""
+    return secrets_dir(settings.var_dir) / PASSWORDS_FILE_NAME
+
+
+def all_admins(env: dict[str, str] | None = None) -> bool:
+    return (os.environ if env is None else env).get(DEV_ALL_ADMINS, "").strip() == "1"
+
+
+def ensure_admin_password(settings: Settings) -> Path:
+    """Write the simple auth manager's passwords file with the admin's password; its path.
+
+    Airflow would otherwise generate the password itself, print it into its log and create
+    the file with the default umask (world-readable). We write it first, mode 0600, so Airflow
+    only reads it. The password is the secret AIRFLOW_ADMIN_PASSWORD, generated once.
+    """
+    if resolve_secret(ADMIN_SECRET, settings.var_dir, required=False) is None:
+        ensure_secret(settings.var_dir, ADMIN_SECRET)
+    password = resolve_secret(ADMIN_SECRET, settings.var_dir)
+    path = passwords_file(settings)
+    users: dict[str, str] = {}
+    if path.is_file():
+        try:
+            users = json.loads(path.read_text(encoding="utf-8") or "{}")
+        except ValueError:
+            users = {}
+    users[ADMIN_USER] = str(password)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(json.dumps(users) + "\n")
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+    return path
 
 
 def airflow_bin_dir(venv_dir: Path | None = None) -> Path:
@@ -44,8 +89,13 @@ def airflow_environment(
         # Airflows (yours and the end-to-end test's) can run side by side.
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_port),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(log_port + 1),
-        # Local use: everybody is admin, no generated password to look up.
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        # Real users: `admin`, whose password `make up` writes (ensure_admin_password) and
+        # `make status` shows. "Everyone is admin" only with AIRFLOW_DEV_ALL_ADMINS=1.
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file(settings)),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True" if all_admins() else "False",
+        # Our DAG tasks reach the application database as the pipelines' role.
+        "MLSYS_DB_ROLE": "pipelines",
         # Pick up new and changed DAG files quickly.
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),

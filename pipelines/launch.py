@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 from mlsys.config import Settings
+from mlsys.credentials import secret_path
 from mlsys.ops import Service
-from pipelines.airflow_env import airflow_bin_dir, airflow_environment
+from pipelines.airflow_env import (
+    ADMIN_SECRET,
+    ADMIN_USER,
+    DEV_ALL_ADMINS,
+    airflow_bin_dir,
+    airflow_environment,
+    all_admins,
+    ensure_admin_password,
+)
 from pipelines.config import get_pipeline_settings
 
 
@@ -20,9 +31,19 @@ def _airflow_command(settings: Settings) -> list[str]:
 
 def _airflow_env(settings: Settings) -> dict[str, str]:
     ps = get_pipeline_settings()
+    ensure_admin_password(settings)
     return airflow_environment(settings, home=_airflow_home(settings)) | {
         "TFDV_WORKER_URL": ps.tfdv_worker_url,
     }
+
+
+def _airflow_login(settings: Settings) -> str:
+    if all_admins():
+        return f"none needed ({DEV_ALL_ADMINS}=1: everyone is admin; development only)"
+    if os.environ.get(ADMIN_SECRET, "").strip():
+        return f"user {ADMIN_USER}, password from the environment ({ADMIN_SECRET})"
+    path = secret_path(settings.var_dir, ADMIN_SECRET)
+    return f"user {ADMIN_USER}, password: `cat {path}` (mode 0600)"
 
 
 SERVICES = [
@@ -46,5 +67,7 @@ SERVICES = [
         port=lambda s: s.airflow_port,
         env=_airflow_env,
         ready_timeout_s=240,
+        db_role="pipelines",
+        login=_airflow_login,
     ),
 ]

