@@ -4,6 +4,7 @@ reported, stop ends the whole process tree."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import sys
 
 import psutil
@@ -53,3 +54,48 @@ def test_a_taken_port_is_reported_clearly(tmp_path):
         with pytest.raises(SystemExit, match=f"port {port} is already taken by another program"):
             ops.start_service(settings, _service(port))
     assert ops.service_pid(settings, "dummy") is None
+
+
+def test_a_pid_file_naming_another_live_process_is_neither_reported_nor_killed(tmp_path):
+    """After a reboot the pid in a pid file may belong to anything: status says stopped and
+    down leaves it alone."""
+    settings = load_settings({"VAR_DIR": str(tmp_path)})
+    stranger = subprocess.Popen(["sleep", "300"])
+    try:
+        run = ops.run_dir(settings)
+        run.mkdir(parents=True)
+        # The same pid, but recorded for a process started at another time, or another command.
+        real = ops.PidRecord.of(stranger.pid)
+        for record in (
+            ops.PidRecord(stranger.pid, real.create_time - 3600, real.cmdline_sha256),
+            ops.PidRecord(stranger.pid, real.create_time, "0" * 64),
+        ):
+            (run / "dummy.pid").write_text(record.to_json())
+            assert ops.service_pid(settings, "dummy") is None
+            line = ops.stop_service(settings, "dummy", grace_s=1)
+            assert line == "dummy: not running (stale pid file removed, nothing killed)"
+            assert stranger.poll() is None  # still alive
+        (run / "dummy.pid").write_text(str(stranger.pid))  # a bare pid (older pid files)
+        assert ops.service_pid(settings, "dummy") is None
+        ops.stop_service(settings, "dummy", grace_s=1)
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_status_reports_a_recycled_pid_as_stopped(tmp_path):
+    settings = load_settings({"VAR_DIR": str(tmp_path)})
+    stranger = subprocess.Popen(["sleep", "300"])
+    try:
+        ops.run_dir(settings).mkdir(parents=True)
+        real = ops.PidRecord.of(stranger.pid)
+        for service in ops.services():
+            record = ops.PidRecord(stranger.pid, real.create_time + 1, real.cmdline_sha256)
+            (ops.run_dir(settings) / f"{service.name}.pid").write_text(record.to_json())
+        lines = ops.status(settings)
+        assert str(stranger.pid) not in "\n".join(lines)
+        assert all(f"{s.name}: stopped" in lines for s in ops.services())
+    finally:
+        stranger.kill()
+        stranger.wait()

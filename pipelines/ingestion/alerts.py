@@ -12,6 +12,8 @@ import logging
 import re
 from typing import Any
 
+from mlsys.redact import redact, redact_url
+
 log = logging.getLogger(__name__)
 
 COLORS = {"none": "2E7D32", "low": "689F38", "medium": "EF6C00", "high": "C62828"}
@@ -116,16 +118,31 @@ def build_payload(result: dict[str, Any], report_url: str, fmt: str) -> dict[str
     )
 
 
+def _mask_in_task_logs(secret: str) -> None:
+    """Register the webhook URL with Airflow's secret masker (inside a task), so that any log
+    line or traceback that would show it shows *** instead."""
+    try:
+        from airflow.sdk.log import mask_secret
+    except ImportError:  # outside Airflow (the app environment, plain scripts)
+        return
+    mask_secret(secret)
+
+
 def post(url: str, payload: dict[str, Any], *, timeout_s: float = 10.0) -> int:
     import requests
 
+    _mask_in_task_logs(url)
     try:
         answer = requests.post(url, json=payload, timeout=timeout_s)
     except requests.RequestException as exc:
-        raise AlertDeliveryError(f"Teams webhook unreachable: {type(exc).__name__}") from exc
+        # The webhook URL is a credential (its `sig=`), and requests puts it in the exception's
+        # text: redact it, and cut the chain so no traceback prints the original.
+        raise AlertDeliveryError(
+            f"Teams webhook {redact_url(url)} unreachable: {redact(str(exc))}"
+        ) from None
     if not 200 <= answer.status_code < 300:
         raise AlertDeliveryError(
-            f"Teams webhook answered {answer.status_code}: {answer.text[:200]}"
+            f"Teams webhook answered {answer.status_code}: {redact(answer.text[:200])}"
         )
     return answer.status_code
 
