@@ -24,7 +24,7 @@ envs:
 system-deps: ## install Debian's chromium for the UI's browser test when it is missing
 	@scripts/system_deps.sh
 
-lock: ## re-resolve requirements/*.in into the locked requirements/*.txt
+lock: ## re-resolve requirements/*.in into requirements/*.txt, every file pinned by its sha256 hash
 	@scripts/envs.sh --lock
 
 up: setup ## start the system on embedded defaults (database, model, services)

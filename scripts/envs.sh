@@ -2,7 +2,7 @@
 # Create or update the three Python environments from their lock files.
 # Does nothing for an environment whose lock file has not changed since it was installed.
 #   scripts/envs.sh [app|airflow|tfdv ...]      (default: all three)
-#   scripts/envs.sh --lock                       re-resolve requirements/*.in into *.txt
+#   scripts/envs.sh --lock [app|airflow|tfdv ...] re-resolve requirements/*.in into *.txt, with hashes
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 VENV_DIR="${VENV_DIR:-$ROOT/.venvs}"
@@ -17,9 +17,14 @@ ensure_uv() {
   UV="$VENV_DIR/uv/bin/uv"
 }
 
+# Lock files pin every package with the sha256 of each of its files; installs refuse any file
+# whose hash is not listed (a replaced or tampered upload), and any package that is not pinned.
+# uv keeps the versions already pinned in the output file: re-locking only adds what changed.
 lock() {
-  for env in app airflow tfdv; do
-    "$UV" pip compile --python "$PYTHON" --quiet "$ROOT/requirements/$env.in" -o "$ROOT/requirements/$env.txt"
+  local envs=("$@"); [ ${#envs[@]} -gt 0 ] || envs=(app airflow tfdv)
+  for env in "${envs[@]}"; do
+    (cd "$ROOT" && "$UV" pip compile --python "$PYTHON" --quiet --generate-hashes \
+      --custom-compile-command "make lock" "requirements/$env.in" -o "requirements/$env.txt")
   done
 }
 
@@ -32,7 +37,7 @@ sync_env() {
   fi
   echo "envs: installing '$env' from requirements/$env.txt into $venv" >&2
   [ -x "$venv/bin/python" ] || "$UV" venv --quiet --python "$PYTHON" "$venv"
-  "$UV" pip sync --quiet --python "$venv/bin/python" "$lockfile"
+  "$UV" pip sync --quiet --require-hashes --python "$venv/bin/python" "$lockfile"
   # Our own packages are imported from the work tree, in every environment.
   local site
   site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
@@ -41,6 +46,6 @@ sync_env() {
 }
 
 ensure_uv
-if [ "${1:-}" = "--lock" ]; then lock; exit 0; fi
+if [ "${1:-}" = "--lock" ]; then shift; lock "$@"; exit 0; fi
 envs=("$@"); [ ${#envs[@]} -gt 0 ] || envs=(app airflow tfdv)
 for env in "${envs[@]}"; do sync_env "$env"; done
