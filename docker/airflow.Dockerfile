@@ -15,6 +15,10 @@ RUN python3.11 -m venv /opt/tfdv-venv \
     && /opt/tfdv-venv/bin/pip install --no-cache-dir -r /opt/mlsys/requirements/tfdv.txt \
     && echo /opt/mlsys > "$(/opt/tfdv-venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/mlsys_worktree.pth"
 
+# VAR_DIR of the Airflow containers (the airflow-var volume takes this folder's owner and mode):
+# the simple auth manager's passwords file lives in its secrets/ (0600).
+RUN mkdir -p /opt/airflow/var && chown airflow:0 /opt/airflow/var && chmod 0700 /opt/airflow/var
+
 USER airflow
 COPY requirements/airflow.txt /opt/mlsys/requirements/airflow.txt
 # The lock pins apache-airflow itself at the image's version, so nothing is up- or downgraded.

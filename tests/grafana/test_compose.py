@@ -30,6 +30,11 @@ DCLINT = "dclint@3.1.0"  # pinned: the rules and the bundled Compose schema do n
 STYLE_RULES = ["service-keys-order", "services-alphabetical-order", "top-level-properties-order"]
 REQUIRED_SECRETS = {
     "POSTGRES_PASSWORD",
+    "PG_OWNER_PASSWORD",
+    "PG_SERVICE_PASSWORD",
+    "PG_PIPELINES_PASSWORD",
+    "PG_AIRFLOW_PASSWORD",
+    "AIRFLOW_ADMIN_PASSWORD",
     "GRAFANA_DB_PASSWORD",
     "GRAFANA_ADMIN_PASSWORD",
     "AIRFLOW_JWT_SECRET",
@@ -121,7 +126,7 @@ def test_secrets_are_required_and_never_written():
         assert re.search(r"\$\{" + name + r":\?[^}]+\}", COMPOSE_TEXT), f"{name} is not required"
     for service_name, service in SERVICES.items():
         for key, value in (service.get("environment") or {}).items():
-            if re.search(r"PASSWORD|SECRET|WEBHOOK|FERNET", key):
+            if re.search(r"PASSWORD|SECRET|WEBHOOK|FERNET", key) and not key.endswith("_FILE"):
                 assert "${" in str(value), f"{service_name}: {key} is written in the file"
     assert not re.search(r"https://[^\s]*(webhook|logic\.azure|office)", COMPOSE_TEXT)
 
@@ -131,7 +136,12 @@ def test_airflow_services_share_the_common_block():
     for name in (*AIRFLOW_SERVICES, "airflow-init"):
         service = SERVICES[name]
         assert service["image"] == common["image"] and service["build"] == common["build"]
-        assert service["environment"] == common["environment"], name
+        # airflow-init alone also gets the admin password, which it writes (0600) for the others.
+        extra = {"AIRFLOW_ADMIN_PASSWORD"} if name == "airflow-init" else set()
+        assert set(service["environment"]) - set(common["environment"]) == extra, name
+        assert {k: service["environment"][k] for k in common["environment"]} == common[
+            "environment"
+        ], name
         assert service["volumes"] == common["volumes"]
     env = common["environment"]
     assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
@@ -170,7 +180,11 @@ def _variables_the_code_reads() -> set[str]:
     for folder in ("mlsys", "service", "frontend", "pipelines", "training"):
         for path in (ROOT / folder).rglob("*.py"):
             found |= set(pattern.findall(path.read_text(encoding="utf-8")))
-    return found
+    # Secrets are read by name through mlsys.credentials.resolve_secret.
+    from mlsys.config import DB_ROLES
+    from pipelines.airflow_env import ADMIN_SECRET
+
+    return found | {secret for _, secret in DB_ROLES.values()} | {ADMIN_SECRET}
 
 
 def _mount(volume: str) -> tuple[str, str]:
@@ -193,7 +207,7 @@ def test_our_services_get_the_variables_of_the_native_set_up():
         env = SERVICES[name]["environment"]
         ours = {k for k in env if not k.startswith("AIRFLOW__")}
         assert ours <= read, f"{name} sets variables no code reads: {sorted(ours - read)}"
-        assert env["DATA_DIR"] == "/data" and env["DATABASE_URL"].startswith("postgresql://")
+        assert env["DATA_DIR"] == "/data"
     for name in ("api", *AIRFLOW_SERVICES):
         mounts = dict(_mount(v) for v in SERVICES[name]["volumes"])
         assert mounts.get("/data") == "${HOST_DATA_DIR:-./data}", name  # one folder for all
@@ -254,3 +268,35 @@ def test_images_copy_only_what_exists_and_is_sent(dockerfile):
     for source in sources:
         assert (ROOT / source).exists(), source
         assert any(source == a or source.startswith(a + "/") for a in allowed), source
+
+
+def test_each_component_connects_with_its_own_role():
+    """As natively (mlsys.config.DB_ROLES): the superuser's password only reaches postgres and
+    db-migrate; Airflow's metadata is reached as its own role; the UI gets no database."""
+    from mlsys.config import DB_ROLES
+
+    def role(url: str) -> str:
+        return url.split("://", 1)[1].split(":", 1)[0]
+
+    expected = {
+        "api": "service",
+        "db-migrate": "owner",
+        **dict.fromkeys(AIRFLOW_SERVICES, "pipelines"),
+    }
+    for name, component in expected.items():
+        env = SERVICES[name]["environment"]
+        assert role(env["DATABASE_URL"]) == DB_ROLES[component][0], name
+    for name in AIRFLOW_SERVICES:
+        env = SERVICES[name]["environment"]
+        assert role(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]) == DB_ROLES["airflow"][0]
+        assert (
+            env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS"] == "${AIRFLOW_DEV_ALL_ADMINS:-0}"
+        )
+    for name, service in SERVICES.items():
+        text = json.dumps(service.get("environment") or {})
+        if name not in ("postgres", "db-migrate"):
+            assert "POSTGRES_PASSWORD" not in text, name
+    assert "DATABASE_URL" not in SERVICES["ui"]["environment"]
+    assert SERVICES["db-migrate"]["environment"]["DATABASE_ADMIN_URL"].startswith(
+        "postgresql://postgres:"
+    )

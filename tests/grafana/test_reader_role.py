@@ -1,43 +1,35 @@
-"""docker/postgres/init-databases.sh, run on the real (embedded) server with the real psql:
-both databases exist, and Grafana's role reads the application tables and nothing more."""
+"""Grafana's read-only role as `make up` and docker compose's db-migrate make it
+(mlsys.db.provision + sql/grants.sql), on the real embedded server: it reads every application
+table, writes nothing, cannot open Airflow's database, and every dashboard query runs as it."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import uuid
 
 import psycopg2
 import pytest
 from psycopg2 import sql
 
-from mlsys import pg
-from mlsys.config import ROOT
-from mlsys.db import migrate
-
-SCRIPT = ROOT / "docker" / "postgres" / "init-databases.sh"
+from mlsys.db import RolePlan, apply_grants, migrate, provision
 
 
 @pytest.fixture(scope="module")
 def initialised(pg_server):
-    """Run the init script as the postgres image would (POSTGRES_USER = the server's owner)."""
     suffix = uuid.uuid4().hex[:8]
     names = {
         "APP_DB_NAME": f"app_{suffix}",
         "AIRFLOW_DB_NAME": f"airflow_{suffix}",
         "GRAFANA_DB_USER": f"reader_{suffix}",
+        "GRAFANA_DB_PASSWORD": 'it\'s a "quoted" secret',  # quotes must not break the SQL
     }
-    env = os.environ | names | {
-        "POSTGRES_USER": "postgres",
-        "GRAFANA_DB_PASSWORD": "it's a \"quoted\" secret",  # quotes must not break the SQL
-        "PGHOST": pg_server.host,
-        "PGPORT": str(pg_server.port),
-        "PATH": f"{pg._bin('')}{os.pathsep}{os.environ['PATH']}",
-    }  # fmt: skip
-    done = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    app_url = pg_server.url(names["APP_DB_NAME"])
-    migrate(app_url)  # as docker compose's db-migrate does, as the owner
+    roles = {c: (f"{c}_{suffix}", f"pw-{c}") for c in ("owner", "service", "pipelines", "airflow")}
+    roles["reader"] = (names["GRAFANA_DB_USER"], names["GRAFANA_DB_PASSWORD"])
+    provision(pg_server.dsn(), RolePlan(names["APP_DB_NAME"], names["AIRFLOW_DB_NAME"], roles))
+    owner = roles["owner"]
+    owner_url = f"postgresql://{owner[0]}:{owner[1]}@{pg_server.host}:{pg_server.port}/{names['APP_DB_NAME']}"
+    migrate(owner_url)  # the tables are created after the role, by the owner
+    apply_grants(owner_url, service=roles["service"][0], pipelines=roles["pipelines"][0],
+                 reader=roles["reader"][0])  # fmt: skip
     yield names
     admin = psycopg2.connect(pg_server.dsn())
     admin.autocommit = True
@@ -46,15 +38,16 @@ def initialised(pg_server):
             cur.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(db))
             )
-        cur.execute(
-            sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(names["GRAFANA_DB_USER"]))
-        )
+        for name, _ in roles.values():
+            cur.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
     admin.close()
 
 
 def _as_reader(pg_server, names, database):
-    dsn = f"host={pg_server.host} port={pg_server.port} user={names['GRAFANA_DB_USER']} dbname={database}"
-    return psycopg2.connect(dsn)
+    return psycopg2.connect(
+        host=pg_server.host, port=pg_server.port, user=names["GRAFANA_DB_USER"],
+        password=names["GRAFANA_DB_PASSWORD"], dbname=database,
+    )  # fmt: skip
 
 
 def test_reader_selects_from_tables_created_after_it(pg_server, initialised):
