@@ -33,7 +33,7 @@ from pathlib import Path
 import psycopg2
 from psycopg2 import sql
 
-from mlsys.credentials import ensure_secret, read_secret_file
+from mlsys.credentials import ensure_secret, read_secret_file, resolve_secret
 from mlsys.redact import redact
 
 PG_SYSTEM_USER = "embedded_postgres"  # the server refuses to run as root
@@ -81,8 +81,10 @@ class EmbeddedServer:
 
     @property
     def password(self) -> str:
-        """The superuser's password, generated (0600) the first time it is asked for."""
-        return read_secret_file(self.password_file)
+        """The superuser's password: PG_SUPERUSER_PASSWORD (or its _FILE) when set, else the
+        file in the state folder, generated (0600) the first time it is asked for."""
+        given = resolve_secret(SUPERUSER_SECRET, self.state, required=False)
+        return given if given is not None else read_secret_file(self.password_file)
 
     def url(self, database: str = "postgres") -> str:
         """SQLAlchemy URL of `database` as the superuser (for set-up and tests only)."""
@@ -354,6 +356,12 @@ def wait_until_ready(dsn: str, *, timeout_s: float = 30.0) -> None:
             psycopg2.connect(dsn, connect_timeout=2).close()
             return
         except psycopg2.OperationalError as exc:
+            if "password authentication failed" in str(exc):  # waiting will not mend it
+                raise PostgresError(
+                    f"PostgreSQL refused the password ({redact(dsn)}). For the embedded server: "
+                    "its superuser's password is VAR_DIR/secrets/pg_superuser_password; if that "
+                    "file was replaced, put the old one back (or set PG_SUPERUSER_PASSWORD)."
+                ) from None
             if time.monotonic() > deadline:
                 raise PostgresError(
                     f"PostgreSQL not reachable ({redact(dsn)}): {redact(str(exc))}"

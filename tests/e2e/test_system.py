@@ -52,6 +52,9 @@ def _our_processes(var_dir: Path, ports: list[int]) -> list[str]:
 
 
 def test_make_up_ingests_predicts_alerts_and_make_down_cleans_up(tmp_path, teams, settings):  # noqa: F811
+    # As root the server runs as `embedded_postgres`, which must traverse the folder above
+    # VAR_DIR; `make up` itself never chmods outside VAR_DIR (README, "Security").
+    tmp_path.chmod(0o711)
     var, data, models = tmp_path / "var", tmp_path / "data", tmp_path / "models"
     ports = {
         name: pg.free_port()
