@@ -1,8 +1,10 @@
 """Bring the local system up and down: `python -m mlsys.ops up|down|status|db`.
 
 `make up`, `make down` and `make status` call this. Each long-running part is started in its
-own process group with its pid and log file under VAR_DIR/run and VAR_DIR/log, so that `down`
-stops exactly what `up` started and nothing else. Starting twice is harmless.
+own process group with its pid file and log file under VAR_DIR/run and VAR_DIR/log, so that
+`down` stops exactly what `up` started and nothing else. A pid file holds the pid, the start
+time and a hash of the command line (`PidRecord`): a pid reused by another process after a
+reboot is neither reported as running nor signalled. Starting twice is harmless.
 """
 
 from __future__ import annotations
@@ -207,6 +209,15 @@ def _db_role_env(service: Service) -> dict[str, str]:
     return {"MLSYS_DB_ROLE": service.db_role} if service.db_role else {}
 
 
+def _record(settings: Settings, name: str, proc: subprocess.Popen, log: Path) -> None:
+    import psutil
+
+    try:
+        _write_pid_file(settings, name, PidRecord.of(proc.pid))
+    except psutil.NoSuchProcess:
+        raise SystemExit(f"{name} exited at once; see {log}") from None
+
+
 def start_service(settings: Settings, service: Service) -> str:
     if service_pid(settings, service.name):
         return f"{service.name}: already running at {service.url(settings)}"
@@ -229,7 +240,7 @@ def start_service(settings: Settings, service: Service) -> str:
             env=os.environ | _db_role_env(service) | service.env(settings),
             start_new_session=True,  # its own process group, stopped as a whole
         )
-    _write_pid_file(settings, service.name, PidRecord.of(proc.pid))
+    _record(settings, service.name, proc, log)
     deadline = time.monotonic() + service.ready_timeout_s
     while not pg.port_in_use("127.0.0.1", port):
         if proc.poll() is not None:
@@ -237,9 +248,9 @@ def start_service(settings: Settings, service: Service) -> str:
         if time.monotonic() > deadline:
             raise SystemExit(f"{service.name} not answering on port {port}; see {log}")
         time.sleep(0.5)
-    # Record the command line it runs now that it serves: a launcher that `exec`s (Airflow's
-    # `bash -c "... && exec airflow standalone"`) has replaced its own by then.
-    _write_pid_file(settings, service.name, PidRecord.of(proc.pid))
+    # Record the command line it runs now that it serves: a launcher that `exec`s another
+    # program (`bash -c "... && exec x"`) or renames itself has replaced its own by then.
+    _record(settings, service.name, proc, log)
     return f"{service.name}: {service.url(settings)} (log {log})"
 
 

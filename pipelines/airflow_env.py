@@ -1,4 +1,4 @@
-"""The environment variables every Airflow process of ours gets (standalone, CLI, tests).
+"""The environment variables every Airflow process of ours gets (make up, CLI, tests).
 
 Standard library only. Airflow is configured entirely through AIRFLOW__SECTION__KEY variables,
 so no airflow.cfg has to be edited and tests can point Airflow at a throw-away database.
@@ -71,7 +71,7 @@ def airflow_environment(
     log_port = settings.airflow_log_server_port
     return {
         "AIRFLOW_HOME": str(home),
-        # `airflow standalone` spawns `airflow ...` sub-commands through PATH.
+        # Airflow spawns `airflow ...` sub-commands (task runners) through PATH.
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

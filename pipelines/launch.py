@@ -24,9 +24,27 @@ def _airflow_home(settings: Settings):
 
 
 def _airflow_command(settings: Settings) -> list[str]:
-    airflow = airflow_bin_dir() / "airflow"
-    # Migrating is a no-op when up to date (about 6 s the first time).
-    return ["bash", "-c", f'"{airflow}" db migrate >/dev/null && exec "{airflow}" standalone']
+    """Airflow's components, as `airflow standalone` runs them, but without log servers.
+
+    The scheduler's and the triggerer's log servers bind every interface (the host is
+    hard-coded in Airflow 3.3.2, airflow/utils/serve_logs/core.py) and `standalone` cannot skip
+    them. On one machine they are not needed: the api-server reads task logs from the shared
+    log folder. When any component exits, the others are stopped (`wait -n; kill 0`), so that
+    `make status` never shows a half-running Airflow as running.
+    """
+    airflow = f'"{airflow_bin_dir() / "airflow"}"'
+    script = "\n".join([
+        "set -e",
+        f"{airflow} db migrate >/dev/null",  # a no-op when up to date (about 6 s the first time)
+        "set +e",
+        f"{airflow} scheduler --skip-serve-logs &",
+        f"{airflow} triggerer --skip-serve-logs &",
+        f"{airflow} dag-processor &",
+        f"{airflow} api-server &",
+        "wait -n",
+        "kill 0",
+    ])  # fmt: skip
+    return ["bash", "-c", script]
 
 
 def _airflow_env(settings: Settings) -> dict[str, str]:

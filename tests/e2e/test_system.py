@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -113,6 +114,7 @@ def test_make_up_ingests_predicts_alerts_and_make_down_cleans_up(tmp_path, teams
             assert b"not-a-category" in answer.read()
 
         _check_ui(f"http://127.0.0.1:{ports['UI_PORT']}", tmp_path)
+        _check_access(ports, var)
         status = subprocess.run(
             ["make", "status"], cwd=ROOT, env=env, capture_output=True, text=True
         )
@@ -124,6 +126,34 @@ def test_make_up_ingests_predicts_alerts_and_make_down_cleans_up(tmp_path, teams
     assert down.returncode == 0, down.stdout + down.stderr
     time.sleep(2)
     assert _our_processes(var, list(ports.values())) == []
+
+
+def _check_access(ports: dict[str, int], var: Path) -> None:
+    """Airflow as `make up` runs it: no token without a password, no log server; every
+    listener of ours on the loopback only."""
+    airflow = f"http://127.0.0.1:{ports['AIRFLOW_PORT']}"
+    try:
+        with urllib.request.urlopen(f"{airflow}/auth/token", timeout=10) as answer:
+            raise AssertionError(f"Airflow gave a token without credentials: {answer.status}")
+    except urllib.error.HTTPError as refused:
+        assert 400 <= refused.code < 500
+    password = (var / "secrets" / "airflow_admin_password").read_text().strip()
+    login = urllib.request.Request(
+        f"{airflow}/auth/token", method="POST", headers={"Content-Type": "application/json"},
+        data=json.dumps({"username": "admin", "password": password}).encode(),
+    )  # fmt: skip
+    with urllib.request.urlopen(login, timeout=10) as answer:
+        assert "access_token" in json.loads(answer.read())
+    listening = {
+        c.laddr.port: c.laddr.ip
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN
+    }
+    log_port = ports["AIRFLOW_LOG_SERVER_PORT"]
+    assert log_port not in listening and log_port + 1 not in listening
+    for name, port in ports.items():
+        if port in listening:
+            assert listening[port] == "127.0.0.1", (name, listening[port])
 
 
 def _check_ui(url: str, tmp_path: Path) -> None:
