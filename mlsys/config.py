@@ -87,8 +87,9 @@ class Settings:
     dataset_path_override: Path | None
     target_column: str
     positive_class: str
-    database_url_override: str | None
-    airflow_database_url_override: str | None
+    # URLs may hold passwords: never in the repr (a logged Settings shows none).
+    database_url_override: str | None = field(repr=False)
+    airflow_database_url_override: str | None = field(repr=False)
     pg_data_dir: Path
     pg_host: str
     pg_port: int

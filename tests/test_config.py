@@ -94,3 +94,10 @@ def test_api_workers_default_to_one_per_core_but_one():
     assert load_service_settings({}).workers == default_workers()
     assert load_service_settings({"API_WORKERS": ""}).workers == default_workers()
     assert load_service_settings({"API_WORKERS": "3"}).workers == 3
+
+
+def test_settings_never_show_a_password(tmp_path: Path):
+    env = {"VAR_DIR": str(tmp_path), "DATABASE_URL": "postgresql://u:hunter2-secret@db/app",
+           "DATABASE_ADMIN_URL": "postgresql://postgres:hunter2-admin@db/postgres",
+           "PG_OWNER_PASSWORD": "hunter2-owner"}  # fmt: skip
+    assert "hunter2" not in repr(load_settings(env))
