@@ -223,3 +223,23 @@ def test_a_data_folder_from_before_passwords_is_upgraded(tmp_path: Path):
         owner.close()
     finally:
         pg.stop(server)
+
+
+def test_every_table_has_its_grants_decided(pg_server, plan):
+    """A table added by a new migration must say in sql/grants.sql who may use it: without a
+    line there, the service and the pipelines get "permission denied" at run time."""
+    import re
+
+    from mlsys.db import GRANTS_FILE
+
+    conn = _connect(pg_server, plan, "owner")
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+            "AND tablename NOT LIKE '%%yoyo%%'"
+        )
+        tables = [name for (name,) in cur.fetchall()]
+    conn.close()
+    text = GRANTS_FILE.read_text()
+    missing = [t for t in tables if not re.search(rf"\b{re.escape(t)}\b", text)]
+    assert tables and not missing, f"add grants for {missing} to sql/grants.sql"
