@@ -237,9 +237,21 @@ def create_app(
                 examples=["2026-11-30"],
             ),
         ] = None,
-        source: Annotated[str, Query(description="webapp, scheduled or all")] = "all",
+        # The enum and the bounds are for the OpenAPI document (and the fuzzer that reads it);
+        # past_query checks them, with the answers' {detail, errors} shape.
+        source: Annotated[
+            str,
+            Query(
+                description="webapp, scheduled or all",
+                json_schema_extra={"enum": list(predictions.PAST_SOURCES)},
+            ),
+        ] = "all",
         limit: Annotated[
-            int, Query(description=f"page size, at most {conf.past_predictions_max_limit}")
+            int,
+            Query(
+                description=f"page size, at most {conf.past_predictions_max_limit}",
+                json_schema_extra={"minimum": 1, "maximum": conf.past_predictions_max_limit},
+            ),
         ] = 100,
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     ) -> Response:
