@@ -149,3 +149,25 @@ def test_a_page_is_an_index_range_scan_even_after_a_cursor(db_conn, source):
     cond = next(line for line in plan if line.startswith("Index Cond:"))
     assert "ROW(created_at, id) < ROW(" in cond, plan
     assert not any("Sort" in line for line in plan), plan
+
+
+def test_a_body_of_700000_unknown_keys_costs_no_memory(validator, spec):
+    """Issue 18: one record with hundreds of thousands of unknown keys within MAX_BODY_BYTES
+    cost about 250 MB (an error object per key). It is now refused before it is parsed."""
+    import tracemalloc
+
+    from service.openapi_docs import example_record
+
+    keys = b"".join(b',"k%d":0' % i for i in range(700_000))
+    record = orjson.dumps(example_record(spec))[:-1] + keys + b"}"
+    body = b'{"source": "webapp", "records": [' + record + b"]}"
+    assert len(body) < 8 * 1024 * 1024
+    tracemalloc.start()
+    try:
+        with pytest.raises(RequestError) as caught:
+            parse_predict_request(body, validator, max_records=10_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert caught.value.status == 422 and "keys" in caught.value.detail
+    assert peak < 1_000_000, peak
