@@ -171,3 +171,14 @@ def test_a_body_of_700000_unknown_keys_costs_no_memory(validator, spec):
         tracemalloc.stop()
     assert caught.value.status == 422 and "keys" in caught.value.detail
     assert peak < 1_000_000, peak
+
+
+def test_allowed_hosts_default_to_the_local_names_and_api_host():
+    from service.config import allowed_hosts, load_service_settings
+
+    default = load_service_settings({})
+    assert allowed_hosts(default, "127.0.0.1") == ["localhost", "127.0.0.1"]
+    assert allowed_hosts(default, "10.0.0.5") == ["localhost", "127.0.0.1", "10.0.0.5"]
+    assert allowed_hosts(default, "0.0.0.0") == ["localhost", "127.0.0.1"]  # not a name
+    chosen = load_service_settings({"API_ALLOWED_HOSTS": " api, localhost ,,"})
+    assert allowed_hosts(chosen, "0.0.0.0") == ["api", "localhost"]
