@@ -42,6 +42,27 @@ class ServiceSettings:
     group_max_rows: int
     # uvicorn's access log: one line per request costs throughput (measured in bench/).
     access_log: bool
+    # Host header values answered (anything else is a 400, against DNS rebinding); empty:
+    # the local names and API_HOST (see `allowed_hosts`).
+    allowed_hosts: tuple[str, ...] = ()
+    # Longest wait for the database on behalf of one request, whatever it hangs on (a frozen
+    # server or a partition never closes the socket): then 503. It also sets the TCP
+    # keepalives and TCP_USER_TIMEOUT of the connections and asyncpg's command_timeout.
+    db_request_timeout_s: float = 10.0
+    # The same bound for GET /health, shorter: a probe must answer quickly.
+    health_timeout_s: float = 3.0
+
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1")
+
+
+def allowed_hosts(conf: ServiceSettings, api_host: str) -> list[str]:
+    """The Host header values the service answers: API_ALLOWED_HOSTS, or by default the local
+    names plus API_HOST when it names one address (not 0.0.0.0 or ::)."""
+    if conf.allowed_hosts:
+        return list(conf.allowed_hosts)
+    extra = [] if api_host in ("0.0.0.0", "::", "") else [api_host]
+    return list(dict.fromkeys([*LOCAL_HOSTS, *extra]))
 
 
 def default_workers(cores: int | None = None) -> int:
@@ -77,6 +98,11 @@ def load_service_settings(env: dict[str, str] | None = None) -> ServiceSettings:
         ),
         group_max_rows=env_int(env, "API_GROUP_MAX_ROWS", 1000, low=1, high=100_000),
         access_log=env_int(env, "API_ACCESS_LOG", 0, low=0, high=1) == 1,
+        allowed_hosts=tuple(
+            h.strip() for h in env.get("API_ALLOWED_HOSTS", "").split(",") if h.strip()
+        ),
+        db_request_timeout_s=env_float(env, "API_DB_REQUEST_TIMEOUT_S", 10.0, low=0.5, high=3600.0),
+        health_timeout_s=env_float(env, "API_HEALTH_TIMEOUT_S", 3.0, low=0.5, high=60.0),
     )
 
 

@@ -16,6 +16,12 @@ Semantics are the same as one transaction per request:
 - the connection lost during the write: whether it committed is unknown, so each request of
   the group gets `DatabaseUnavailable(maybe_stored=True)`; lost before: `maybe_stored=False`.
   The next group opens a new connection, so the service recovers by itself.
+- a database that hangs (frozen, partitioned) cannot hold a request: each waits at most
+  `request_timeout_s` (503; "nothing stored" if its rows were still queued, "may or may not
+  be stored" if they were being written), and a statement is abandoned after that time
+  (asyncpg's command_timeout; the connection is then dropped, the next group opens a new one).
+- errors of the SQLSTATE classes that mean "unavailable" (disk full, too many connections,
+  shutdown; `service.db.is_unavailable_sqlstate`) are a 503 for every request of the group.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from typing import Any, NamedTuple
 import asyncpg
 import orjson
 
-from service.db import DatabaseUnavailable, first_line
+from service.db import DatabaseUnavailable, first_line, is_unavailable_sqlstate
 
 log = logging.getLogger("service.group_commit")
 
@@ -76,8 +82,10 @@ class GroupWriter:
         connect_timeout_s: float,
         statement_timeout_ms: int,
         synchronous_commit: bool = True,
+        request_timeout_s: float = 10.0,
     ):
         self.dsn = asyncpg_dsn(url)
+        self.request_timeout_s = request_timeout_s
         self.max_group_rows = max_group_rows
         self.connect_timeout_s = connect_timeout_s
         self.server_settings = {
@@ -103,9 +111,20 @@ class GroupWriter:
         done: asyncio.Future[list[tuple[int, datetime]]] = (
             asyncio.get_running_loop().create_future()
         )
-        self._pending.append(_Pending(rows, done))
+        pending = _Pending(rows, done)
+        self._pending.append(pending)
         self._wakeup.set()
-        return await done
+        try:
+            return await asyncio.wait_for(asyncio.shield(done), self.request_timeout_s)
+        except TimeoutError:
+            done.cancel()  # an answer that comes later is for nobody
+            queued = pending in self._pending
+            if queued:
+                self._pending.remove(pending)  # never written: it is no longer waited for
+            raise DatabaseUnavailable(
+                f"the database did not answer within {self.request_timeout_s:g} s",
+                maybe_stored=not queued,
+            ) from None
 
     async def close(self) -> None:
         self._closed = True
@@ -160,7 +179,11 @@ class GroupWriter:
         link.conn = None
         try:
             link.conn = await asyncpg.connect(
-                self.dsn, timeout=self.connect_timeout_s, server_settings=self.server_settings
+                self.dsn,
+                timeout=self.connect_timeout_s,
+                # client side: the server's statement_timeout cannot fire if it hangs
+                command_timeout=self.request_timeout_s,
+                server_settings=self.server_settings,
             )
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             raise DatabaseUnavailable(f"the database is unreachable: {first_line(exc)}") from exc
@@ -186,9 +209,17 @@ class GroupWriter:
             raise DatabaseUnavailable(
                 f"lost the database connection: {first_line(exc)}", maybe_stored=True
             ) from exc
-        except (asyncpg.exceptions.QueryCanceledError,
-                asyncpg.exceptions.OperatorInterventionError,
-                asyncpg.exceptions.CannotConnectNowError) as exc:  # fmt: skip
+        except TimeoutError as exc:  # command_timeout: the server hangs, or is very slow
+            link.drop()
+            raise DatabaseUnavailable(
+                f"the database did not answer within {self.request_timeout_s:g} s",
+                maybe_stored=True,
+            ) from exc
+        except asyncpg.PostgresError as exc:
+            if not is_unavailable_sqlstate(exc.sqlstate):
+                raise
+            # The server refused the statement (disk full, shutting down, canceled): nothing
+            # was written. Connection-level trouble: start afresh with the next group.
             link.drop()
             raise DatabaseUnavailable(
                 f"the database did not complete the request: {first_line(exc)}"

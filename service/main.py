@@ -18,16 +18,17 @@ import orjson
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
 
 from mlsys.config import Settings, get_settings
 from mlsys.features import FeatureSpec, load_feature_spec
 from service import openapi_docs, predictions, schemas, store
-from service.config import ServiceSettings, get_service_settings
+from service.config import ServiceSettings, allowed_hosts, get_service_settings
 from service.db import Database, DatabaseUnavailable
 from service.group_commit import GroupWriter
 from service.model_store import ModelStore, ModelUnavailable
-from service.validation import FieldError, RecordValidator, RequestError
+from service.validation import FieldError, RecordValidator, RequestError, shown
 
 log = logging.getLogger("service")
 # A report is a plain file name written by the ingestion DAG; anything else is a 404.
@@ -47,14 +48,21 @@ def json_response(content: Any, status: int = 200) -> Response:
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """The body, refusing non-JSON content types and anything over `max_bytes` (counted)."""
     ctype = request.headers.get("content-type")
-    if ctype is not None:
-        media = ctype.split(";", 1)[0].strip().lower()
-        if media != "application/json" and not media.endswith("+json"):
-            raise RequestError(
-                415,
-                f"Content-Type {media!r} is not accepted: send the records as JSON "
-                "(Content-Type: application/json), never a file upload or a form",
-            )
+    if ctype is None:
+        # Required: a body without one is what a web page can post cross-site without a CORS
+        # preflight (a "simple request"); with application/json the browser must ask first.
+        raise RequestError(
+            415,
+            "the request has no Content-Type: send the records as JSON with "
+            "Content-Type: application/json",
+        )
+    media = ctype.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise RequestError(
+            415,
+            f"Content-Type {media[:100]!r} is not accepted: send the records as JSON "
+            "(Content-Type: application/json), never a file upload or a form",
+        )
 
     def too_big() -> RequestError:
         return RequestError(
@@ -105,6 +113,7 @@ def create_app(
             connect_timeout_s=conf.db_connect_timeout_s,
             statement_timeout_ms=conf.db_statement_timeout_ms,
             synchronous_commit=conf.db_synchronous_commit,
+            request_timeout_s=conf.db_request_timeout_s,
         )
         writer = GroupWriter(
             settings.database_url,
@@ -112,6 +121,7 @@ def create_app(
             connect_timeout_s=conf.db_connect_timeout_s,
             statement_timeout_ms=conf.db_statement_timeout_ms,
             synchronous_commit=conf.db_synchronous_commit,
+            request_timeout_s=conf.db_request_timeout_s,
         )
         app.state.models, app.state.db = models, db
         app.state.predictor = predictions.Predictor(
@@ -133,6 +143,9 @@ def create_app(
         description="Credit-risk predictions, stored exactly once. Contract: docs/api.md.",
         lifespan=lifespan,
     )
+    # Only the names the service is reached by (400 otherwise): a web page whose DNS name is
+    # rebound to 127.0.0.1 still sends its own name as Host, and is refused.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(conf, settings.api_host))
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError) -> Response:
@@ -141,7 +154,9 @@ def create_app(
     @app.exception_handler(DatabaseUnavailable)
     async def _db_down(request: Request, exc: DatabaseUnavailable) -> Response:
         log.warning("503: %s", exc)
-        if exc.maybe_stored:
+        if request.method != "POST":
+            after = "retry later"
+        elif exc.maybe_stored:
             after = (
                 "the predictions may or may not be stored: a scheduled call can simply be sent"
                 " again (it is idempotent); check GET /past-predictions before resending others"
@@ -165,7 +180,9 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def _bad_params(request: Request, exc: RequestValidationError) -> Response:
         errors = [
-            FieldError(None, str(e["loc"][-1]) if e.get("loc") else None, e.get("input"), e["msg"])
+            FieldError(
+                None, str(e["loc"][-1]) if e.get("loc") else None, shown(e.get("input")), e["msg"]
+            )
             for e in exc.errors()
         ]
         fields = ", ".join(str(e.field) for e in errors)
@@ -220,9 +237,21 @@ def create_app(
                 examples=["2026-11-30"],
             ),
         ] = None,
-        source: Annotated[str, Query(description="webapp, scheduled or all")] = "all",
+        # The enum and the bounds are for the OpenAPI document (and the fuzzer that reads it);
+        # past_query checks them, with the answers' {detail, errors} shape.
+        source: Annotated[
+            str,
+            Query(
+                description="webapp, scheduled or all",
+                json_schema_extra={"enum": list(predictions.PAST_SOURCES)},
+            ),
+        ] = "all",
         limit: Annotated[
-            int, Query(description=f"page size, at most {conf.past_predictions_max_limit}")
+            int,
+            Query(
+                description=f"page size, at most {conf.past_predictions_max_limit}",
+                json_schema_extra={"minimum": 1, "maximum": conf.past_predictions_max_limit},
+            ),
         ] = 100,
         cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     ) -> Response:
@@ -242,7 +271,7 @@ def create_app(
         except ModelUnavailable as exc:
             model = f"unavailable: {exc}"
         try:
-            await state.db.call(state.db.transaction, store.ping)
+            await state.db.call(state.db.transaction, store.ping, timeout_s=conf.health_timeout_s)
             database = "ok"
         except DatabaseUnavailable as exc:
             database = f"unavailable: {exc}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlsys.features import FeatureSpec, Kind
-from service.validation import MAX_SOURCE_ROW
+from service.validation import MAX_SOURCE_FILE_CHARS, MAX_SOURCE_ROW
 
 
 def record_schema(spec: FeatureSpec) -> dict[str, Any]:
@@ -49,29 +49,48 @@ def example_record(spec: FeatureSpec, variant: int = 0) -> dict[str, Any]:
 
 
 def predict_request_schema(spec: FeatureSpec, max_records: int) -> dict[str, Any]:
-    return {
+    """The body `POST /predict` takes, as exactly as JSON Schema can say it: a webapp call has
+    no provenance; a scheduled one names its file and one distinct row per record (the one
+    rule not expressed: as many `source_rows` as `records`)."""
+    records = {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": max_records,
+        "items": record_schema(spec),
+    }
+    webapp = {
+        "title": "webapp",
         "type": "object",
         "required": ["source", "records"],
         "additionalProperties": False,
+        "properties": {"source": {"const": "webapp"}, "records": records},
+    }
+    scheduled = {
+        "title": "scheduled",
+        "type": "object",
+        "required": ["source", "source_file", "source_rows", "records"],
+        "additionalProperties": False,
         "properties": {
-            "source": {"type": "string", "enum": ["webapp", "scheduled"]},
-            "records": {
+            "source": {"const": "scheduled"},
+            "source_file": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_SOURCE_FILE_CHARS,
+                "pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$",
+                "description": "the good_data file the records come from (no NUL, not blank)",
+            },
+            "source_rows": {
                 "type": "array",
                 "minItems": 1,
                 "maxItems": max_records,
-                "items": record_schema(spec),
-            },
-            "source_file": {
-                "type": ["string", "null"],
-                "description": "scheduled calls only: the good_data file the records come from",
-            },
-            "source_rows": {
-                "type": ["array", "null"],
+                "uniqueItems": True,
                 "items": {"type": "integer", "minimum": 0, "maximum": MAX_SOURCE_ROW},
-                "description": "scheduled calls only: the row of each record in source_file",
+                "description": "the row of each record in source_file, one per record",
             },
+            "records": records,
         },
     }
+    return {"oneOf": [webapp, scheduled]}
 
 
 def predict_examples(spec: FeatureSpec) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from service.validation import (
     RecordValidator,
     RequestError,
     parse_predict_request,
+    shown,
 )
 
 PAST_SOURCES = ("webapp", "scheduled", "all")
@@ -238,28 +239,40 @@ def _predict_scheduled(
 
 
 # --- past predictions ---------------------------------------------------------------------
-def parse_instant(name: str, raw: str, *, end: bool) -> datetime:
+def parse_instant(name: str, raw: str, *, end: bool) -> datetime | None:
     """An ISO date or datetime as a UTC instant bound; a date as `end` covers its whole day.
 
     Returns an inclusive lower bound for `start` and an exclusive upper bound for `end`
     (timestamps are stored to the microsecond, so "up to and including t" is "< t + 1 µs").
+    At the ends of the calendar the bound is clamped, never an error: an `end` past
+    9999-12-31 (the day after it, a zone east of UTC) means no upper bound (None), a `start`
+    before 0001-01-01 UTC no lower bound (None); the other two clamp to the last or first
+    representable instant, which no stored prediction passes.
     """
     text = raw.strip()
     try:
         if len(text) == 10:
-            day = date.fromisoformat(text)
-            moment = datetime.combine(day, time.min, tzinfo=UTC)
-            return moment + timedelta(days=1) if end else moment
-        moment = datetime.fromisoformat(text)
+            moment = datetime.combine(date.fromisoformat(text), time.min, tzinfo=UTC)
+            if end:
+                moment += timedelta(days=1)
+        else:
+            moment = datetime.fromisoformat(text)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)  # documented: times without a zone are UTC
+            moment = moment.astimezone(UTC)
+            if end:
+                moment += timedelta(microseconds=1)
     except ValueError:
         raise RequestError(
             422,
             f"{name} must be an ISO date (2026-11-26) or datetime (2026-11-26T07:00:00Z)",
             [FieldError(None, name, raw[:100], "is not an ISO date or datetime")],
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)  # documented: times without a zone are UTC
-    return moment + timedelta(microseconds=1) if end else moment
+    except OverflowError:  # beyond year 1 or 9999 once in UTC, or the day after 9999-12-31
+        if text.startswith("9999"):  # only years 1 and 9999 can overflow
+            return None if end else datetime.max.replace(tzinfo=UTC)
+        return datetime.min.replace(tzinfo=UTC) if end else None
+    return moment
 
 
 def encode_cursor(created_at: datetime, pid: int) -> str:
@@ -299,7 +312,7 @@ def past_query(
             FieldError(None, "source", source[:100], "must be 'webapp', 'scheduled' or 'all'")
         )
     if not 1 <= limit <= max_limit:
-        errors.append(FieldError(None, "limit", limit, f"must be between 1 and {max_limit}"))
+        errors.append(FieldError(None, "limit", shown(limit), f"must be between 1 and {max_limit}"))
     if errors:
         raise RequestError(
             422, "invalid query parameters: " + ", ".join(str(e.field) for e in errors), errors

@@ -149,3 +149,36 @@ def test_a_page_is_an_index_range_scan_even_after_a_cursor(db_conn, source):
     cond = next(line for line in plan if line.startswith("Index Cond:"))
     assert "ROW(created_at, id) < ROW(" in cond, plan
     assert not any("Sort" in line for line in plan), plan
+
+
+def test_a_body_of_700000_unknown_keys_costs_no_memory(validator, spec):
+    """Issue 18: one record with hundreds of thousands of unknown keys within MAX_BODY_BYTES
+    cost about 250 MB (an error object per key). It is now refused before it is parsed."""
+    import tracemalloc
+
+    from service.openapi_docs import example_record
+
+    keys = b"".join(b',"k%d":0' % i for i in range(700_000))
+    record = orjson.dumps(example_record(spec))[:-1] + keys + b"}"
+    body = b'{"source": "webapp", "records": [' + record + b"]}"
+    assert len(body) < 8 * 1024 * 1024
+    tracemalloc.start()
+    try:
+        with pytest.raises(RequestError) as caught:
+            parse_predict_request(body, validator, max_records=10_000)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert caught.value.status == 422 and "keys" in caught.value.detail
+    assert peak < 1_000_000, peak
+
+
+def test_allowed_hosts_default_to_the_local_names_and_api_host():
+    from service.config import allowed_hosts, load_service_settings
+
+    default = load_service_settings({})
+    assert allowed_hosts(default, "127.0.0.1") == ["localhost", "127.0.0.1"]
+    assert allowed_hosts(default, "10.0.0.5") == ["localhost", "127.0.0.1", "10.0.0.5"]
+    assert allowed_hosts(default, "0.0.0.0") == ["localhost", "127.0.0.1"]  # not a name
+    chosen = load_service_settings({"API_ALLOWED_HOSTS": " api, localhost ,,"})
+    assert allowed_hosts(chosen, "0.0.0.0") == ["api", "localhost"]
