@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlsys import pg
+from mlsys.api_auth import ensure_local_credentials
 from mlsys.config import ROOT, Settings, get_settings
 from mlsys.db import migrate
 
@@ -195,6 +196,7 @@ def raw_data_up(settings: Settings) -> str:
 
 def up(settings: Settings) -> list[str]:
     lines = [database_up(settings), raw_data_up(settings)]
+    lines.append(ensure_local_credentials(settings.var_dir))
     for service in services():
         lines.append(start_service(settings, service))
     lines += [
