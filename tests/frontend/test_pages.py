@@ -245,8 +245,8 @@ def test_a_chunk_the_api_refuses_is_reported_with_rows_and_what_was_stored(
 def test_send_the_remaining_rows_after_a_timeout_never_stores_a_row_twice(
     api_url, ui_db, ui_database_url, applications
 ):
-    """The UI gives up on chunk 1 while the service is still storing it (its table of
-    predictions table is locked for writes meanwhile, as a slow database would be); it then
+    """The UI gives up on chunk 1 while the service is still storing it (the predictions
+    table is locked for writes meanwhile, as a slow database would be); the service then
     stores it, after the UI said "nothing was stored". "Send the remaining rows" sends that
     chunk again, with the same Idempotency-Key: it is answered "already stored"."""
     import time
