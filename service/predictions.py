@@ -126,7 +126,9 @@ class Predictor:
             return await self._predict_grouped(request, model)
         return await self.db.call(self.store_in_thread, request, model)
 
-    def parse(self, body: bytes, sources: frozenset[str], idempotency_key: str | None):
+    def parse(
+        self, body: bytes, sources: frozenset[str], idempotency_key: str | None
+    ) -> PredictRequest:
         request = parse_predict_request(body, self.validator, max_records=self.limits.max_records)
         if request.source not in sources:
             raise RequestError(

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from mlsys import pg
+from mlsys.api_auth import Role
 from mlsys.db import migrate, psycopg2_dsn
 from mlsys.features import Kind, get_feature_spec
 from mlsys.rowchecks import read_raw_csv
@@ -27,7 +28,7 @@ from pipelines.prediction.api import (
     rejection_reason,
 )
 from service import launch
-from tests.conftest import fresh_database
+from tests.conftest import auth_headers, fresh_database
 from tests.service.conftest import service_env, start_api
 
 pytestmark = pytest.mark.timeout(300)
@@ -62,7 +63,8 @@ def api(api_url) -> Iterator[PredictionApi]:
 
 @pytest.fixture(scope="module")
 def kinds(api_url) -> dict[str, str]:
-    return records.feature_kinds(requests.get(f"{api_url}/model-info", timeout=10).json())
+    answer = requests.get(f"{api_url}/model-info", headers=auth_headers(Role.SCHEDULER), timeout=10)
+    return records.feature_kinds(answer.json())
 
 
 @pytest.fixture(scope="module")
