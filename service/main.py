@@ -126,7 +126,6 @@ def create_app(
     can_predict = Depends(auth.require(api_auth.PREDICT, "store predictions"))
     can_read_past = Depends(auth.require(api_auth.PAST_PREDICTIONS, "read past predictions"))
     can_read_model = Depends(auth.require(api_auth.MODEL_INFO, "read the model's description"))
-    sources_of = {role: api_auth.PREDICT_SOURCES[role] for role in Role}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -241,7 +240,7 @@ def create_app(
         key = predictions.check_idempotency_key(request.headers.get("idempotency-key"))
         body = await read_body(request, conf.max_body_bytes)
         result = await request.app.state.predictor.predict(
-            body, sources=sources_of[role], idempotency_key=key
+            body, sources=api_auth.PREDICT_SOURCES[role], idempotency_key=key
         )
         return json_response(result)
 
