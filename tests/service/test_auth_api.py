@@ -98,7 +98,7 @@ def test_the_openapi_document_shows_the_scheme(api: Api):
     assert doc["components"]["securitySchemes"]["bearer"] == {
         "type": "http",
         "scheme": "bearer",
-        "description": auth.BEARER.model.description,
+        "description": auth.SCHEME_DESCRIPTION,
     }
     for path, method in [
         ("/predict", "post"),
