@@ -37,6 +37,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from mlsys import pg
+from mlsys.api_auth import Role, bearer_headers, ensure_local_credentials
 from mlsys.config import get_settings
 from mlsys.db import migrate, psycopg2_dsn
 from mlsys.features import load_feature_spec
@@ -53,6 +54,8 @@ ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
 # Which parts to run (all by default): past, single, workers, async, batch.
 PARTS = set(os.environ.get("BENCH_PARTS", "past,single,workers,async,batch").split(","))
 PAST_REQUESTS = 300
+# Every request carries the UI's bearer token, as in production (set by main()).
+AUTH: dict[str, str] = {}
 DAYS = 30
 
 
@@ -201,11 +204,13 @@ def run_wrk(
     wrk: str, url: str, seconds: int, body: bytes | None, tmp: Path, clients: int = CLIENTS
 ) -> Load:
     cmd = [wrk, "-t2", f"-c{clients}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
+    cmd += ["-H", f"Authorization: {AUTH['Authorization']}"] if body is None else []
     if body is not None:
         script = tmp / "post.lua"
         script.write_text(
             'wrk.method = "POST"\n'
             'wrk.headers["Content-Type"] = "application/json"\n'
+            f'wrk.headers["Authorization"] = "{AUTH["Authorization"]}"\n'
             f"wrk.body = [==[{body.decode()}]==]\n"
         )
         cmd += ["-s", str(script)]
@@ -236,7 +241,7 @@ def run_python_load(
     def client() -> None:
         conn = http.client.HTTPConnection(host, port, timeout=5)
         mine, errors = [], 0
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", **AUTH}
         while time.monotonic() < stop_at:
             t = time.perf_counter()
             conn.request("POST" if body else "GET", path, body=body, headers=headers)
@@ -270,7 +275,7 @@ def timed_requests(host: str, port: int, paths: list[str]) -> list[float]:
     out = []
     for path in paths:
         t = time.perf_counter()
-        conn.request("GET", path)
+        conn.request("GET", path, headers=AUTH)
         answer = conn.getresponse()
         answer.read()
         out.append((time.perf_counter() - t) * 1e3)
@@ -282,7 +287,9 @@ def timed_requests(host: str, port: int, paths: list[str]) -> list[float]:
 def post_batch(host: str, port: int, body: bytes) -> float:
     conn = http.client.HTTPConnection(host, port, timeout=120)
     t = time.perf_counter()
-    conn.request("POST", "/predict", body=body, headers={"Content-Type": "application/json"})
+    conn.request(
+        "POST", "/predict", body=body, headers={"Content-Type": "application/json", **AUTH}
+    )
     answer = conn.getresponse()
     payload = answer.read()
     elapsed = time.perf_counter() - t
@@ -490,6 +497,8 @@ def main() -> int:
                 flush=True,
             )
 
+            ensure_local_credentials(tmp / "var")  # as `make up` does
+            AUTH.update(bearer_headers(Role.WEBAPP, tmp / "var"))
             port = pg.free_port()
             env = {
                 "DATABASE_URL": url, "MODEL_DIR": str(tmp / "models"), "DATA_DIR": str(tmp / "data"),

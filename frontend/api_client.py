@@ -15,6 +15,9 @@ from typing import Any
 
 import httpx
 
+from mlsys.api_auth import TOKEN_NAMES, Role
+from mlsys.config import get_settings
+from mlsys.credentials import resolve_secret
 from mlsys.features import Feature, Kind
 
 SOURCES = ("webapp", "scheduled", "all")
@@ -200,12 +203,23 @@ def _detail_text(detail: Any) -> str:
     return str(detail)
 
 
-class ApiClient:
-    """A synchronous client of the model API at `base_url`."""
+def webapp_token() -> str | None:
+    """The UI's API token (API_TOKEN_WEBAPP, its _FILE, or VAR_DIR/secrets), read now."""
+    return resolve_secret(TOKEN_NAMES[Role.WEBAPP], get_settings().var_dir, required=False)
 
-    def __init__(self, base_url: str, *, timeout_s: float = 30.0) -> None:
+
+class ApiClient:
+    """A synchronous client of the model API at `base_url`, with the UI's credential.
+
+    `token`: the bearer token sent with every call; by default the webapp role's, read when
+    the client is made (each page run makes its own, so a rotated token is picked up).
+    """
+
+    def __init__(self, base_url: str, *, timeout_s: float = 30.0, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        token = token if token is not None else webapp_token()
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, headers=headers)
 
     def close(self) -> None:
         self._http.close()
@@ -243,6 +257,12 @@ class ApiClient:
         if response.status_code >= 500:
             raise ApiServerError(response.status_code, f"The model API failed: {detail}")
         errors = _record_errors(body.get("errors")) if isinstance(body, dict) else []
+        if response.status_code in (401, 403):
+            detail = (
+                f"The model API refused the UI's credential ({detail}). Check that "
+                f"{TOKEN_NAMES[Role.WEBAPP]} is the one the API was started with (`make up` "
+                "generates both under VAR_DIR/secrets)."
+            )
         raise ApiRejected(response.status_code, detail, errors)
 
     def health(self) -> dict[str, Any]:
@@ -251,9 +271,22 @@ class ApiClient:
     def model_info(self) -> ModelInfo:
         return parse_model_info(self._call("GET", "/model-info"))
 
-    def predict(self, records: list[dict[str, Any]], *, source: str = "webapp") -> PredictResult:
-        """Predict a batch (all-or-nothing on the API side); predictions in record order."""
-        body = self._call("POST", "/predict", json={"source": source, "records": records})
+    def predict(
+        self,
+        records: list[dict[str, Any]],
+        *,
+        source: str = "webapp",
+        idempotency_key: str | None = None,
+    ) -> PredictResult:
+        """Predict a batch (all-or-nothing on the API side); predictions in record order.
+
+        With an `idempotency_key`, the same call sent again (after a timeout) returns the
+        predictions stored the first time (`already_stored`) instead of storing them twice.
+        """
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        body = self._call(
+            "POST", "/predict", json={"source": source, "records": records}, headers=headers
+        )
         predictions = [parse_prediction(p) for p in body.get("predictions", [])]
         if len(predictions) != len(records):
             raise ApiProtocolError(

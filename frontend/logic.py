@@ -14,6 +14,7 @@ import csv
 import io
 import math
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -290,6 +291,10 @@ class BatchOutcome:
     # the new run of the page while the old one is still stopping: without this lock both
     # could send the same chunk, and the outcome would hold one chunk twice and lack another.
     sending: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # Names this upload in each chunk's Idempotency-Key (with the chunk's rows): a chunk sent
+    # again after a timeout, whose first sending the API did store, is answered "already
+    # stored" with the same predictions, never stored twice.
+    upload_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def sent(self) -> int:
@@ -307,6 +312,11 @@ class BatchOutcome:
     def retry(self) -> None:
         """Forget the failure, so that sending resumes at the first row not stored."""
         self.error, self.problems, self.retryable = None, [], False
+
+
+def chunk_key(outcome: BatchOutcome, start: int, end: int) -> str:
+    """The Idempotency-Key of rows [start, end) of an upload: the same on every resend."""
+    return f"ui-{outcome.upload_id}-{start}-{end}"
 
 
 def send_in_chunks(
@@ -348,7 +358,11 @@ def _send_rest(
     for start in range(outcome.sent, total, chunk_size):
         end = min(start + chunk_size, total)
         try:
-            result = client.predict(list(records[start:end]), source=source)
+            result = client.predict(
+                list(records[start:end]),
+                source=source,
+                idempotency_key=chunk_key(outcome, start, end),
+            )
         except ApiError as exc:
             stored = (
                 f"Rows 1 to {start} were predicted and stored; rows {start + 1} to "

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mlsys import pg
+from mlsys.api_auth import ensure_local_credentials
 from mlsys.config import DB_ROLES, ROOT, ConfigError, Settings, get_settings
 from mlsys.credentials import SecretError, ensure_secret, resolve_secret, secrets_dir
 from mlsys.db import RolePlan, apply_grants, migrate, provision, psycopg2_dsn
@@ -307,6 +308,7 @@ def raw_data_up(settings: Settings) -> str:
 
 def up(settings: Settings) -> list[str]:
     lines = [database_up(settings), raw_data_up(settings)]
+    lines.append(ensure_local_credentials(settings.var_dir))
     for service in services():
         lines.append(start_service(settings, service))
     lines += [

@@ -15,15 +15,18 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, Response
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
 
+from mlsys import api_auth
+from mlsys.api_auth import Role
 from mlsys.config import Settings, get_settings
 from mlsys.features import FeatureSpec, load_feature_spec
 from service import openapi_docs, predictions, schemas, store
+from service.auth import Authenticator, AuthError, Credentials, load_report_key, load_tokens
 from service.config import ServiceSettings, allowed_hosts, get_service_settings
 from service.db import Database, DatabaseUnavailable
 from service.group_commit import GroupWriter
@@ -38,6 +41,31 @@ ERRORS = {
     415: {"model": schemas.ErrorResponse, "description": "not JSON"},
     422: {"model": schemas.ErrorResponse, "description": "invalid request; nothing was stored"},
     503: {"model": schemas.ErrorResponse, "description": "database or model unavailable"},
+}
+AUTH_ERRORS = {
+    401: {"model": schemas.ErrorResponse, "description": "no credential, or not a valid one"},
+    403: {"model": schemas.ErrorResponse, "description": "the credential's role may not do this"},
+}
+# Reports are HTML written from data files: whatever a bad row holds, the browser runs no
+# script, loads nothing, submits nothing and shows the page in no frame.
+REPORT_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # a signed link must not leak to another site
+    "Cache-Control": "private, no-store",
+}
+IDEMPOTENCY_HEADER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "webapp only: the same key sent again with the same records returns the predictions "
+        "stored the first time (`already_stored`), never storing them twice"
+    ),
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
 
 
@@ -102,9 +130,15 @@ def create_app(
         batch_threads=conf.batch_predict_threads,
         inline_max_body_bytes=conf.inline_max_body_bytes,
     )
+    auth = Authenticator()
+    can_predict = Depends(auth.require(api_auth.PREDICT, "store predictions"))
+    can_read_past = Depends(auth.require(api_auth.PAST_PREDICTIONS, "read past predictions"))
+    can_read_model = Depends(auth.require(api_auth.MODEL_INFO, "read the model's description"))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # Refuses to start without every role's token (SecretError names the variable).
+        auth.load(load_tokens(settings.var_dir), load_report_key(settings.var_dir))
         models = ModelStore(settings.model_dir, spec, retry_s=conf.model_retry_s)
         models.load()
         db = Database(
@@ -146,6 +180,12 @@ def create_app(
     # Only the names the service is reached by (400 otherwise): a web page whose DNS name is
     # rebound to 127.0.0.1 still sends its own name as Host, and is refused.
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(conf, settings.api_host))
+
+    @app.exception_handler(AuthError)
+    async def _auth_error(request: Request, exc: AuthError) -> Response:
+        answer = json_response({"detail": exc.detail}, exc.status)
+        answer.headers.update(exc.headers)
+        return answer
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError) -> Response:
@@ -193,9 +233,11 @@ def create_app(
     @app.post(
         "/predict",
         response_model=schemas.PredictResponse,
-        responses={**ERRORS, 400: {"model": schemas.ErrorResponse, "description": "malformed JSON"},
-                   409: {"model": schemas.ErrorResponse, "description": "scheduled rows stored with other features"}},
+        responses={**ERRORS, **AUTH_ERRORS,
+                   400: {"model": schemas.ErrorResponse, "description": "malformed JSON"},
+                   409: {"model": schemas.ErrorResponse, "description": "scheduled rows stored with other features, or an Idempotency-Key used for other records"}},
         openapi_extra={
+            "parameters": [IDEMPOTENCY_HEADER],
             "requestBody": {
                 "required": True,
                 "content": {
@@ -208,18 +250,23 @@ def create_app(
         },
         summary="Predict one record or a batch, and store every prediction",
     )  # fmt: skip
-    async def predict(request: Request) -> Response:
+    async def predict(request: Request, role: Annotated[Role, can_predict]) -> Response:
         # The body is parsed by us, not by FastAPI: orjson is ~10x faster on a 10k batch, and
-        # the 422 must list every record's problems in our own shape.
+        # the 422 must list every record's problems in our own shape. The role's sources are
+        # checked once the body's source is known (403, nothing stored).
+        key = predictions.check_idempotency_key(request.headers.get("idempotency-key"))
         body = await read_body(request, conf.max_body_bytes)
-        result = await request.app.state.predictor.predict(body)
+        result = await request.app.state.predictor.predict(
+            body, sources=api_auth.PREDICT_SOURCES[role], idempotency_key=key
+        )
         return json_response(result)
 
     @app.get(
         "/past-predictions",
         response_model=schemas.PastPredictions,
-        responses={422: ERRORS[422], 503: ERRORS[503]},
+        responses={**AUTH_ERRORS, 422: ERRORS[422], 503: ERRORS[503]},
         summary="Stored predictions, newest first, filtered by time and source",
+        dependencies=[can_read_past],
     )
     async def past_predictions(
         request: Request,
@@ -285,7 +332,9 @@ def create_app(
     async def livez() -> Response:
         return json_response({"status": "alive"})
 
-    @app.get("/model-info", responses={503: ERRORS[503]})
+    @app.get(
+        "/model-info", responses={**AUTH_ERRORS, 503: ERRORS[503]}, dependencies=[can_read_model]
+    )
     async def model_info(request: Request) -> Response:
         """Version, metrics and the features (the UI builds its form from them)."""
         loaded = request.app.state.models.get()
@@ -304,15 +353,26 @@ def create_app(
     @app.get(
         "/reports/{name}",
         response_class=FileResponse,
-        responses={404: {"description": "no such report"}},
+        responses={**AUTH_ERRORS, 404: {"description": "no such report"}},
     )
-    async def report(name: str) -> Response:
-        """A data-quality report of the ingestion DAG (DATA_DIR/reports/NAME.html)."""
+    async def report(
+        name: str,
+        credentials: Credentials,
+        expires: Annotated[
+            str | None, Query(description="signed link: expiry, Unix seconds")
+        ] = None,
+        sig: Annotated[
+            str | None, Query(description="signed link: HMAC of name and expiry")
+        ] = None,
+    ) -> Response:
+        """A data-quality report of the ingestion DAG (DATA_DIR/reports/NAME.html), to a bearer
+        token of any role or to the signed, expiring link of a Teams alert (docs/api.md)."""
+        auth.report_allowed(credentials, name, expires, sig, api_auth.REPORTS)
         folder = settings.reports_dir.resolve()
         path = (folder / name).resolve() if REPORT_NAME.match(name) else None
         if path is None or path.parent != folder or not path.is_file():
             return json_response({"detail": f"no report named {name[:100]!r}"}, 404)
-        return FileResponse(path, media_type="text/html; charset=utf-8")
+        return FileResponse(path, media_type="text/html; charset=utf-8", headers=REPORT_HEADERS)
 
     return app
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -38,6 +39,7 @@ PAST_SOURCES = ("webapp", "scheduled", "all")
 MIN_ROWS_FOR_THREADS = 1000
 # Rows predicted at a time in a batch, so that storing one chunk overlaps predicting the next.
 PREDICT_CHUNK_ROWS = 1000
+MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 
 def _predict(
@@ -112,14 +114,37 @@ class Predictor:
         self.writer = writer
         self.limits = limits
 
-    async def predict(self, body: bytes) -> dict[str, Any]:
-        if len(body) > self.limits.inline_max_body_bytes:
-            return await self.db.call(self.predict_in_thread, body)
-        request = parse_predict_request(body, self.validator, max_records=self.limits.max_records)
+    async def predict(
+        self, body: bytes, *, sources: frozenset[str], idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Predict and store a body whose `source` must be one of `sources` (the caller's role
+        may store only those: 403 otherwise, nothing stored)."""
+        if idempotency_key is not None or len(body) > self.limits.inline_max_body_bytes:
+            return await self.db.call(self.predict_in_thread, body, sources, idempotency_key)
+        request = self.parse(body, sources, None)
         model = self.models.get()
         if request.source == "webapp":
             return await self._predict_grouped(request, model)
         return await self.db.call(self.store_in_thread, request, model)
+
+    def parse(
+        self, body: bytes, sources: frozenset[str], idempotency_key: str | None
+    ) -> PredictRequest:
+        request = parse_predict_request(body, self.validator, max_records=self.limits.max_records)
+        if request.source not in sources:
+            raise RequestError(
+                403,
+                f"this credential may not store predictions of source {request.source!r}; "
+                "nothing was stored",
+            )
+        if idempotency_key is not None and request.source != "webapp":
+            raise RequestError(
+                422,
+                "Idempotency-Key is for webapp requests: scheduled calls are idempotent by "
+                "source_file and source_rows; nothing was stored",
+                [FieldError(None, "Idempotency-Key", idempotency_key[:100], "is only for webapp")],
+            )
+        return request
 
     async def _predict_grouped(self, request: PredictRequest, model: LoadedModel) -> dict[str, Any]:
         probabilities = model.predict_rows(request.matrix)  # the event loop's thread only
@@ -141,13 +166,21 @@ class Predictor:
             ],
         }
 
-    def predict_in_thread(self, body: bytes) -> dict[str, Any]:
-        """A large body, parsed, predicted and stored in a database thread."""
-        request = parse_predict_request(body, self.validator, max_records=self.limits.max_records)
-        return self.store_in_thread(request, self.models.get())
+    def predict_in_thread(
+        self, body: bytes, sources: frozenset[str], idempotency_key: str | None
+    ) -> dict[str, Any]:
+        """A large or keyed body, parsed, predicted and stored in a database thread."""
+        request = self.parse(body, sources, idempotency_key)
+        return self.store_in_thread(request, self.models.get(), idempotency_key)
 
-    def store_in_thread(self, request: PredictRequest, model: LoadedModel) -> dict[str, Any]:
+    def store_in_thread(
+        self, request: PredictRequest, model: LoadedModel, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
         threads = self.limits.batch_threads
+        if idempotency_key is not None:
+            return self.db.transaction(
+                lambda conn: _predict_keyed(conn, request, model, idempotency_key, threads)
+            )
         if request.source == "scheduled":
             try:
                 return self.db.transaction(
@@ -235,6 +268,58 @@ def _predict_scheduled(
         "stored": len(inserted),
         "already_stored": len(rows) - len(inserted),
         "predictions": [by_row[row] for row in rows],
+    }
+
+
+def check_idempotency_key(raw: str | None) -> str | None:
+    """The Idempotency-Key header: 1 to 255 visible ASCII characters, or absent (None)."""
+    if raw is None:
+        return None
+    if not 1 <= len(raw) <= MAX_IDEMPOTENCY_KEY_CHARS or not all("!" <= c <= "~" for c in raw):
+        raise RequestError(
+            422,
+            "Idempotency-Key must be 1 to 255 visible ASCII characters (no spaces); "
+            "nothing was stored",
+            [FieldError(None, "Idempotency-Key", raw[:100], "is not a valid key")],
+        )
+    return raw
+
+
+def _predict_keyed(
+    conn, request: PredictRequest, model: LoadedModel, key: str, batch_threads: int
+) -> dict[str, Any]:
+    """A request sent again with its key gets the predictions stored the first time."""
+    digest = hashlib.sha256(orjson.dumps(request.records)).digest()
+    if not store.claim_idempotency_key(conn, key, digest):
+        stored_digest, predictions = store.keyed_request(conn, key)
+        if stored_digest != digest or len(predictions) != len(request.records):
+            raise RequestError(
+                409,
+                f"Idempotency-Key {key[:100]!r} was used before for other records; nothing was "
+                "stored (a new request needs a new key)",
+                [FieldError(None, "Idempotency-Key", key[:100], "was used for other records")],
+            )
+        return {
+            "model_version": predictions[0]["model_version"],
+            "stored": 0,
+            "already_stored": len(predictions),
+            "predictions": predictions,
+        }
+    inserted = store.insert_predictions(
+        conn,
+        source=request.source,
+        model_version=model.version,
+        predictions=_new_predictions(
+            model, request.records, request.matrix, batch_threads=batch_threads
+        ),
+        count=len(request.records),
+    )
+    store.set_key_predictions(conn, key, [p["id"] for p in inserted])
+    return {
+        "model_version": model.version,
+        "stored": len(inserted),
+        "already_stored": 0,
+        "predictions": inserted,
     }
 
 

@@ -205,6 +205,43 @@ def stored_rows(conn, *, source_file: str, rows: list[int]) -> dict[int, dict[st
         return {r[-1]: _row_dict(r) for r in cur.fetchall()}
 
 
+def claim_idempotency_key(conn, key: str, digest: bytes) -> bool:
+    """True if this transaction took `key` first; False if a committed request holds it.
+
+    A concurrent transaction holding the same key makes the INSERT wait for its end (the
+    primary key's lock), so two resends racing each other cannot both store.
+    """
+    with conn.cursor() as cur:
+        cur.execute(
+            """INSERT INTO idempotent_requests (idempotency_key, request_sha256) VALUES (%s, %s)
+               ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1""",
+            (key, digest),
+        )
+        return cur.fetchone() is not None
+
+
+def set_key_predictions(conn, key: str, ids: list[int]) -> None:
+    with conn.cursor() as cur:
+        cur.execute(
+            "UPDATE idempotent_requests SET prediction_ids = %s WHERE idempotency_key = %s",
+            (ids, key),
+        )
+
+
+def keyed_request(conn, key: str) -> tuple[bytes, list[dict[str, Any]]]:
+    """The digest a key was stored with, and its predictions in the request's order."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT request_sha256, prediction_ids FROM idempotent_requests"
+            " WHERE idempotency_key = %s",
+            (key,),
+        )
+        digest, ids = cur.fetchone()
+        cur.execute(f"SELECT {_COLUMNS} FROM predictions WHERE id = ANY(%s)", (ids,))
+        by_id = {r[0]: _row_dict(r) for r in cur.fetchall()}
+    return bytes(digest), [by_id[i] for i in ids if i in by_id]
+
+
 def ping(conn) -> None:
     with conn.cursor() as cur:
         cur.execute("SELECT 1")

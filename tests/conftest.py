@@ -7,6 +7,7 @@ folder on a free port, so that several test runs (and `make up`) can go on side 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,7 +17,8 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from mlsys import pg
+from mlsys import pg, report_links
+from mlsys.api_auth import TOKEN_NAMES, Role
 from mlsys.config import ROOT, get_settings
 from mlsys.db import migrate, psycopg2_dsn
 
@@ -24,6 +26,25 @@ VENV_DIR = Path(os.environ.get("VENV_DIR", ROOT / ".venvs"))
 APP_PYTHON = VENV_DIR / "app" / "bin" / "python"
 TFDV_PYTHON = VENV_DIR / "tfdv" / "bin" / "python"
 AIRFLOW_PYTHON = VENV_DIR / "airflow" / "bin" / "python"
+
+# The API credentials of this test session (random, never the developer's): set in the
+# environment before any test runs, so that every service, UI and DAG the tests start, and
+# every client in this process, finds them where `make up` would hand them over.
+API_TOKENS = {role: f"test-{role}-{secrets.token_urlsafe(24)}" for role in Role}
+REPORT_LINK_KEY = secrets.token_urlsafe(32)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for role, name in TOKEN_NAMES.items():
+        os.environ[name] = API_TOKENS[role]
+        os.environ.pop(f"{name}_FILE", None)
+    os.environ[report_links.KEY_NAME] = REPORT_LINK_KEY
+    os.environ.pop(f"{report_links.KEY_NAME}_FILE", None)
+
+
+def auth_headers(role: Role) -> dict[str, str]:
+    """The Authorization header of a role's test token."""
+    return {"Authorization": f"Bearer {API_TOKENS[role]}"}
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -7,6 +7,8 @@ import random
 from pathlib import Path
 from typing import Any
 
+from mlsys import report_links
+from mlsys.credentials import resolve_secret
 from mlsys.db import psycopg2_dsn
 from pipelines.config import PipelineSettings
 from pipelines.ingestion import alerts, claim, report, split, store
@@ -40,7 +42,18 @@ def validation_config(ps: PipelineSettings) -> dict[str, Any]:
 
 
 def report_url(ps: PipelineSettings, file_name: str) -> str:
-    return f"{ps.report_base_url}/{report.report_name(file_name)}"
+    """The alert's link to the report: signed and expiring (mlsys/report_links.py), so that a
+    person without an API token can open it; unsigned (a token is then needed) when no
+    REPORT_LINK_KEY is configured."""
+    name = report.report_name(file_name)
+    key = resolve_secret(report_links.KEY_NAME, ps.core.var_dir, required=False)
+    if key is None:
+        log.warning(
+            "%s is not set: the alert links to the report without a signature",
+            report_links.KEY_NAME,
+        )
+        return f"{ps.report_base_url}/{name}"
+    return report_links.signed_url(ps.report_base_url, name, key.encode())
 
 
 def save_statistics(ps: PipelineSettings, result: dict[str, Any]) -> int:

@@ -7,15 +7,21 @@
   recorded as failed with this reason; retrying would only fail the same way.
 - `ApiRefused`: any other 4xx is about the request rather than the data (a batch over the
   service's MAX_BATCH_RECORDS or MAX_BODY_BYTES, a wrong API_URL): a configuration problem
-  that every file would hit. The task fails loudly and no file is marked.
+  that every file would hit. The task fails loudly and no file is marked. So does a missing
+  or refused credential (401/403): the DAG sends the scheduler role's token, API_TOKEN_SCHEDULER.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import requests
+
+from mlsys.api_auth import Role, bearer_headers
+from mlsys.config import get_settings
+from mlsys.credentials import SecretError
 
 # (connect, read) seconds. Connecting to a live local service takes milliseconds; a batch of
 # 10,000 records is predicted and stored in about a second (docs/api.md, bench/).
@@ -60,7 +66,12 @@ def _body(resp: requests.Response) -> dict[str, Any]:
 
 
 class PredictionApi:
-    """`GET /model-info` and scheduled `POST /predict` calls on one keep-alive session."""
+    """`GET /model-info` and scheduled `POST /predict` calls on one keep-alive session.
+
+    Each call sends the scheduler role's token, read at that moment by `resolve_secret` (env
+    API_TOKEN_SCHEDULER, its _FILE, or `var_dir`/secrets): nothing secret passes through
+    Airflow variables, connections or command lines.
+    """
 
     def __init__(
         self,
@@ -68,10 +79,12 @@ class PredictionApi:
         *,
         timeout_s: tuple[float, float] = DEFAULT_TIMEOUT_S,
         session: requests.Session | None = None,
+        var_dir: Path | None = None,
     ):
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.session = session or requests.Session()
+        self.var_dir = var_dir if var_dir is not None else get_settings().var_dir
 
     def close(self) -> None:
         self.session.close()
@@ -79,7 +92,13 @@ class PredictionApi:
     def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         url = f"{self.base_url}{path}"
         try:
-            resp = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
+            headers = bearer_headers(Role.SCHEDULER, self.var_dir)
+        except SecretError as exc:
+            raise ApiRefused(f"no credential for the model API: {exc}") from None
+        try:
+            resp = self.session.request(
+                method, url, timeout=self.timeout_s, headers=headers, **kwargs
+            )
         except requests.RequestException as exc:
             raise ApiUnavailable(f"{method} {url} failed: {exc}") from exc
         body = _body(resp)

@@ -102,7 +102,7 @@ def make_predictions(
     }  # fmt: skip
     if not pending:
         return summary
-    client = api or PredictionApi(ps.core.api_url)
+    client = api or PredictionApi(ps.core.api_url, var_dir=ps.core.var_dir)
     try:
         kinds = feature_kinds(client.model_info())
         for name in pending:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import time
 import urllib.error
@@ -20,7 +21,8 @@ import pandas as pd
 import psutil
 import pytest
 
-from mlsys import pg
+from mlsys import pg, report_links
+from mlsys.api_auth import TOKEN_NAMES, Role, bearer_headers
 from mlsys.config import ROOT, load_settings
 from mlsys.features import Kind, get_feature_spec
 from tests.pipelines.conftest import TeamsReceiver, teams  # noqa: F401 (fixture)
@@ -33,8 +35,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 WORST_CASE_S = 2 * (60 + 20 + 120 + 10)
 
 
-def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=10) as answer:
+def _get(url: str, headers: dict[str, str] | None = None) -> dict:
+    request = urllib.request.Request(url, headers=headers or {})
+    with urllib.request.urlopen(request, timeout=10) as answer:
         return json.loads(answer.read())
 
 
@@ -65,6 +68,8 @@ def test_make_up_ingests_predicts_alerts_and_make_down_cleans_up(tmp_path, teams
     env = os.environ | {k: str(v) for k, v in ports.items()} | {
         "VAR_DIR": str(var), "DATA_DIR": str(data), "MODEL_DIR": str(models),
         "TEAMS_WEBHOOK_URL": teams.url, "DATABASE_URL": "", "AIRFLOW_DATABASE_URL": "",
+    } | {  # not this session's test tokens: the ones `make up` generates under VAR_DIR
+        name: "" for name in [*TOKEN_NAMES.values(), report_links.KEY_NAME]
     }  # fmt: skip
     s = load_settings(env)
 
@@ -89,11 +94,17 @@ def test_make_up_ingests_predicts_alerts_and_make_down_cleans_up(tmp_path, teams
         assert f"http://127.0.0.1:{ports['API_PORT']}" in up.stdout
         assert "raw-data: 1 files waiting" in up.stdout  # ours, nothing generated over it
 
+        secrets = sorted((var / "secrets").iterdir())
+        assert secrets and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in secrets)
+        reader = bearer_headers(Role.READER, var, env)
         deadline = time.monotonic() + WORST_CASE_S
         api = f"http://127.0.0.1:{ports['API_PORT']}"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            _get(f"{api}/past-predictions")
+        assert refused.value.code == 401
         items: list[dict] = []
         while time.monotonic() < deadline:
-            items = _get(f"{api}/past-predictions?source=scheduled&limit=100")["items"]
+            items = _get(f"{api}/past-predictions?source=scheduled&limit=100", reader)["items"]
             if len(items) == 38:
                 break
             time.sleep(5)
@@ -110,6 +121,7 @@ def test_make_up_ingests_predicts_alerts_and_make_down_cleans_up(tmp_path, teams
         [card] = [c for c in teams.received if "e2e" in json.dumps(c)]
         assert "2 of 40 rows invalid" in json.dumps(card)
         report = card["attachments"][0]["content"]["actions"][0]["url"]
+        assert "&sig=" in report  # a browser opens it from Teams without any API token
         with urllib.request.urlopen(report, timeout=10) as answer:  # served by the API
             assert b"not-a-category" in answer.read()
 

@@ -14,8 +14,9 @@ import psycopg2
 import pytest
 
 from mlsys import pg
+from mlsys.api_auth import Role
 from mlsys.db import migrate, psycopg2_dsn
-from tests.conftest import fresh_database
+from tests.conftest import auth_headers, fresh_database
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -78,6 +79,7 @@ def post_scheduled(api_url: str, source_file: str, records: list[dict]) -> None:
         f"{api_url}/predict",
         json={"source": "scheduled", "source_file": source_file,
               "source_rows": list(range(len(records))), "records": records},
+        headers=auth_headers(Role.SCHEDULER),  # the DAG's credential: the UI's may not
         timeout=30,
     )  # fmt: skip
     answer.raise_for_status()

@@ -8,11 +8,18 @@ from __future__ import annotations
 import pytest
 
 from frontend import api_client
-from frontend.api_client import ApiClient, ApiProtocolError, ApiUnavailable, parse_model_info
+from frontend.api_client import (
+    ApiClient,
+    ApiProtocolError,
+    ApiRejected,
+    ApiUnavailable,
+    parse_model_info,
+)
 from frontend.config import load_ui_settings
 from mlsys import pg
 from mlsys.config import ConfigError
 from mlsys.features import Kind, get_feature_spec
+from tests.frontend.conftest import count_predictions
 
 
 def test_model_info_features_become_the_cores_typed_features():
@@ -64,6 +71,32 @@ def test_nothing_listening_is_api_unavailable_with_the_url():
         api.model_info()
     assert f"http://127.0.0.1:{port} is down or unreachable" in str(caught.value)
     assert "Traceback" not in str(caught.value)
+
+
+def test_the_ui_sends_its_token_and_may_not_store_scheduled_rows(api_url, ui_db):
+    """Against the real service: the UI's credential (API_TOKEN_WEBAPP, from the environment
+    here, VAR_DIR/secrets under `make up`) reads and predicts, but stores no scheduled row;
+    a wrong one is a message naming the variable."""
+    import httpx
+
+    from service.openapi_docs import example_record
+
+    record = example_record(get_feature_spec())
+    with ApiClient(api_url) as api:
+        assert api.model_info().features
+        assert api.predict([record]).stored == 1
+        assert api.past_predictions(limit=1).items[0].features == record
+    scheduled = httpx.post(
+        f"{api_url}/predict",
+        json={"source": "scheduled", "source_file": "ui.csv", "source_rows": [0],
+              "records": [record]},
+        headers={"Authorization": f"Bearer {api_client.webapp_token()}"},
+    )  # fmt: skip
+    assert scheduled.status_code == 403
+    assert count_predictions(ui_db) == 1
+    with ApiClient(api_url, token="not-the-token") as api, pytest.raises(ApiRejected) as caught:
+        api.model_info()
+    assert caught.value.status == 401 and "API_TOKEN_WEBAPP" in str(caught.value)
 
 
 def test_an_unknown_source_is_refused_before_any_call():

@@ -242,6 +242,46 @@ def test_a_chunk_the_api_refuses_is_reported_with_rows_and_what_was_stored(
     assert count_predictions(ui_db) == 4
 
 
+def test_send_the_remaining_rows_after_a_timeout_never_stores_a_row_twice(
+    api_url, ui_db, ui_database_url, applications
+):
+    """The UI gives up on chunk 1 while the service is still storing it (the predictions
+    table is locked for writes meanwhile, as a slow database would be); the service then
+    stores it, after the UI said "nothing was stored". "Send the remaining rows" sends that
+    chunk again, with the same Idempotency-Key: it is answered "already stored"."""
+    import time
+
+    import psycopg2
+
+    from mlsys.db import psycopg2_dsn
+
+    records = _upload_records(api_url, applications, 6)
+    before = count_predictions(ui_db)
+    outcome = logic.BatchOutcome(total=len(records))
+    slow = psycopg2.connect(psycopg2_dsn(ui_database_url))
+    try:
+        with slow.cursor() as cur:
+            cur.execute("LOCK TABLE predictions IN EXCLUSIVE MODE")  # reads go on
+        with ApiClient(api_url, timeout_s=1) as api:
+            logic.send_in_chunks(api, records, chunk_size=2, outcome=outcome)
+        assert outcome.retryable and outcome.sent == 0
+        assert "did not answer in time" in outcome.error and "Nothing was stored" in outcome.error
+    finally:
+        slow.rollback()  # the service goes on and stores the chunk the UI gave up on
+        slow.close()
+    deadline = time.monotonic() + 20
+    while count_predictions(ui_db) < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert count_predictions(ui_db) == before + 2
+
+    outcome.retry()  # the button "Send the remaining 6 rows"
+    with ApiClient(api_url) as api:
+        logic.send_in_chunks(api, records, chunk_size=2, outcome=outcome)
+    assert outcome.complete and [p.features for p in outcome.predictions] == records
+    assert count_predictions(ui_db) == before + 6  # not 8: rows 1-2 are stored once
+    assert len({p.id for p in outcome.predictions}) == 6
+
+
 def test_two_runs_of_the_page_sending_one_file_at_once_store_each_row_once(
     api_url, ui_db, applications
 ):

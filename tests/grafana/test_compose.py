@@ -180,11 +180,20 @@ def _variables_the_code_reads() -> set[str]:
     for folder in ("mlsys", "service", "frontend", "pipelines", "training"):
         for path in (ROOT / folder).rglob("*.py"):
             found |= set(pattern.findall(path.read_text(encoding="utf-8")))
-    # Secrets are read by name through mlsys.credentials.resolve_secret.
+    # Secrets are read by name through mlsys.credentials.resolve_secret, their names kept in
+    # one place each.
+    from mlsys.api_auth import TOKEN_NAMES
     from mlsys.config import DB_ROLES
+    from mlsys.report_links import KEY_NAME
     from pipelines.airflow_env import ADMIN_SECRET
 
-    return found | {secret for _, secret in DB_ROLES.values()} | {ADMIN_SECRET}
+    return (
+        found
+        | {secret for _, secret in DB_ROLES.values()}
+        | {ADMIN_SECRET}
+        | set(TOKEN_NAMES.values())
+        | {KEY_NAME}
+    )
 
 
 def _mount(volume: str) -> tuple[str, str]:

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pandas as pd
 import psycopg2
 import pytest
 
+from mlsys import report_links
 from mlsys.db import psycopg2_dsn
 from mlsys.features import Kind, get_feature_spec
 from mlsys.rowchecks import read_raw_csv
+from tests.conftest import REPORT_LINK_KEY
 from tests.pipelines.conftest import finish_dag, run_dag, start_dag
 
 pytestmark = pytest.mark.timeout(900)
@@ -154,7 +157,15 @@ def test_a_mixed_file_is_split_row_by_row_with_reasons(
     # The offending value is shown, inert: no raw tag, no live markdown link.
     assert "&lt;script&gt;" in text and "<script>" not in text
     assert "\\\\[click\\\\]" in text and "[click]" not in text
-    assert content["actions"][0]["url"] == f"http://reports.example/reports/{row['report']}"
+    # A signed, expiring link: the service opens it to a browser without an API token.
+    link = urlsplit(content["actions"][0]["url"])
+    assert f"{link.scheme}://{link.netloc}{link.path}" == (
+        f"http://reports.example/reports/{row['report']}"
+    )
+    query = dict(parse_qsl(link.query))
+    assert report_links.verify(
+        row["report"], query["expires"], query["sig"], REPORT_LINK_KEY.encode()
+    )
     report = (data_dir / "reports" / row["report"]).read_text()
     assert "<script>alert" not in report and "&lt;script&gt;" in report
     for r in expected:

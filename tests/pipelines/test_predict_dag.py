@@ -20,11 +20,12 @@ import psycopg2
 import pytest
 
 from mlsys import pg
+from mlsys.api_auth import Role
 from mlsys.db import migrate, psycopg2_dsn
 from mlsys.features import Kind, get_feature_spec
 from pipelines.prediction import ledger
 from service import launch
-from tests.conftest import fresh_database
+from tests.conftest import auth_headers, fresh_database
 from tests.pipelines.conftest import finish_dag, run_dag, start_dag
 from tests.service.conftest import service_env, start_api
 
@@ -144,7 +145,7 @@ def test_two_new_files_are_predicted_once_and_the_next_run_skips(
         assert [f for _, f in rows] == typed(frame)  # row n holds the file's row n
         assert ledger_of(db_url, name) == ("done", len(frame), None)
     # Visible where users look: /past-predictions, source scheduled.
-    with httpx.Client(base_url=api_url, timeout=30) as client:
+    with httpx.Client(base_url=api_url, timeout=30, headers=auth_headers(Role.READER)) as client:
         page = client.get("/past-predictions", params={"source": "scheduled", "limit": 1000})
     seen = {(i["source_file"], i["source_row"]) for i in page.json()["items"]}
     assert {(n, r) for n, f in files.items() for r in range(len(f))} <= seen

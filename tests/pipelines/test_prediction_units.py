@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from mlsys import pg
+from mlsys.api_auth import Role
 from mlsys.db import migrate, psycopg2_dsn
 from mlsys.features import Kind, get_feature_spec
 from mlsys.rowchecks import read_raw_csv
@@ -27,7 +28,7 @@ from pipelines.prediction.api import (
     rejection_reason,
 )
 from service import launch
-from tests.conftest import fresh_database
+from tests.conftest import API_TOKENS, auth_headers, fresh_database
 from tests.service.conftest import service_env, start_api
 
 pytestmark = pytest.mark.timeout(300)
@@ -62,7 +63,8 @@ def api(api_url) -> Iterator[PredictionApi]:
 
 @pytest.fixture(scope="module")
 def kinds(api_url) -> dict[str, str]:
-    return records.feature_kinds(requests.get(f"{api_url}/model-info", timeout=10).json())
+    answer = requests.get(f"{api_url}/model-info", headers=auth_headers(Role.SCHEDULER), timeout=10)
+    return records.feature_kinds(answer.json())
 
 
 @pytest.fixture(scope="module")
@@ -206,6 +208,24 @@ def test_a_batch_over_the_service_limit_is_refused_not_blamed_on_the_file(api, c
     batch = records.to_records(clean.iloc[: MAX_BATCH + 1], kinds)
     with pytest.raises(ApiRefused, match="MAX_BATCH_RECORDS"):
         api.predict_scheduled("too-big-units.csv", list(range(MAX_BATCH + 1)), batch)
+
+
+def test_a_missing_or_refused_credential_fails_loudly_and_marks_no_file(
+    api_url, clean, kinds, tmp_path, monkeypatch
+):
+    """The DAG's token is read at each call; none, or one the service refuses, is a
+    configuration problem (ApiRefused), never a rejected file."""
+    batch = records.to_records(clean.iloc[:1], kinds)
+    monkeypatch.setenv("API_TOKEN_SCHEDULER", "")
+    nothing = PredictionApi(api_url, var_dir=tmp_path)
+    with pytest.raises(ApiRefused, match="API_TOKEN_SCHEDULER is not set"):
+        nothing.predict_scheduled("no-token.csv", [0], batch)
+    monkeypatch.setenv("API_TOKEN_SCHEDULER", API_TOKENS[Role.WEBAPP])  # the UI's token
+    with pytest.raises(ApiRefused, match="403.*may not store predictions of source 'scheduled'"):
+        PredictionApi(api_url).predict_scheduled("ui-token.csv", [0], batch)
+    monkeypatch.setenv("API_TOKEN_SCHEDULER", "not-a-token-of-this-service")
+    with pytest.raises(ApiRefused, match="401"):
+        PredictionApi(api_url).model_info()
 
 
 def test_no_server_and_a_database_down_are_unavailable(tmp_path, trained_model_dir, clean, kinds):

@@ -17,11 +17,12 @@ import psycopg2
 import pytest
 
 from mlsys import pg
+from mlsys.api_auth import Role
 from mlsys.db import migrate, psycopg2_dsn
 from mlsys.features import FeatureSpec, load_feature_spec
 from service import launch
 from service.openapi_docs import example_record
-from tests.conftest import VENV_DIR, fresh_database
+from tests.conftest import VENV_DIR, auth_headers, fresh_database
 
 MAX_BATCH = 50
 MAX_BODY = 100_000
@@ -32,7 +33,10 @@ class Api:
     url: str
     database_url: str
     data_dir: Path
-    client: httpx.Client
+    client: httpx.Client  # with the webapp role's token (the UI's)
+    scheduler: httpx.Client  # the prediction DAG's token
+    reader: httpx.Client  # the read-only token
+    anon: httpx.Client  # no credential
 
     def count(self, where: str = "TRUE", params: tuple = ()) -> int:
         """Rows in `predictions` (the condition is test code, never user input)."""
@@ -85,8 +89,18 @@ def api(pg_server: pg.EmbeddedServer, trained_model_dir: Path, tmp_path_factory)
         MAX_BATCH_RECORDS=str(MAX_BATCH), MAX_BODY_BYTES=str(MAX_BODY),
     )  # fmt: skip
     proc, base = start_api(tmp, env)
-    with httpx.Client(base_url=base, timeout=30) as client:
-        yield Api(url=base, database_url=url, data_dir=data_dir, client=client)
+
+    def client(role: Role | None) -> httpx.Client:
+        headers = auth_headers(role) if role is not None else {}
+        return httpx.Client(base_url=base, timeout=30, headers=headers)
+
+    with (
+        client(Role.WEBAPP) as webapp,
+        client(Role.SCHEDULER) as scheduler,
+        client(Role.READER) as reader,
+        client(None) as anon,
+    ):
+        yield Api(base, url, data_dir, webapp, scheduler, reader, anon)
     launch.stop(proc)
     if os.environ.get("SHOW_API_LOG"):
         print((tmp / "api.log").read_text())

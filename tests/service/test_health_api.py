@@ -8,9 +8,11 @@ import httpx
 
 from mlsys import model as mlmodel
 from mlsys import pg
+from mlsys.api_auth import Role
 from mlsys.db import migrate
 from service import launch
 from service.openapi_docs import example_record
+from tests.conftest import auth_headers
 from tests.service.conftest import Api, service_env, start_api
 
 
@@ -76,7 +78,9 @@ def test_database_down_is_a_503_and_the_service_recovers_by_itself(
         )
         proc, base = start_api(tmp_path, env)
         try:
-            with httpx.Client(base_url=base, timeout=30) as client:
+            with httpx.Client(
+                base_url=base, timeout=30, headers=auth_headers(Role.WEBAPP)
+            ) as client:
                 payload = {"source": "webapp", "records": [example_record(spec)]}
                 assert (
                     client.post("/predict", json=payload).status_code == 200
@@ -115,7 +119,7 @@ def test_no_model_is_a_503_until_one_is_trained(tmp_path, api: Api, trained_mode
     )
     proc, base = start_api(tmp_path, env)
     try:
-        with httpx.Client(base_url=base, timeout=30) as client:
+        with httpx.Client(base_url=base, timeout=30, headers=auth_headers(Role.WEBAPP)) as client:
             health = client.get("/health")
             assert health.status_code == 503
             assert "make train" in health.json()["model"]

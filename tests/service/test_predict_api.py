@@ -12,12 +12,16 @@ import orjson
 import pytest
 
 from mlsys import model as mlmodel
+from mlsys.api_auth import Role
 from service.openapi_docs import example_record
+from tests.conftest import auth_headers
 from tests.service.conftest import MAX_BATCH, MAX_BODY, Api
 
 
 def _post(api: Api, payload) -> httpx.Response:
-    return api.client.post("/predict", json=payload)
+    """As the UI (webapp rows) or the prediction DAG (scheduled rows) would send it."""
+    scheduled = isinstance(payload, dict) and payload.get("source") == "scheduled"
+    return (api.scheduler if scheduled else api.client).post("/predict", json=payload)
 
 
 def test_one_record_is_predicted_stored_and_returned(api: Api, record, spec, trained_model_dir):
@@ -60,7 +64,10 @@ def test_concurrent_single_predictions_each_get_their_own_record(api: Api, spec,
 
     def send(record: dict) -> httpx.Response:
         return httpx.post(
-            f"{api.url}/predict", json={"source": "webapp", "records": [record]}, timeout=30
+            f"{api.url}/predict",
+            json={"source": "webapp", "records": [record]},
+            headers=auth_headers(Role.WEBAPP),
+            timeout=30,
         )
 
     with ThreadPoolExecutor(8) as pool:
@@ -269,7 +276,15 @@ def test_concurrent_retries_of_one_file_store_each_row_once(api: Api, spec):
     payload = _scheduled(records, list(range(20)), file)
     with ThreadPoolExecutor(4) as pool:
         answers = list(
-            pool.map(lambda _: httpx.post(f"{api.url}/predict", json=payload, timeout=30), range(4))
+            pool.map(
+                lambda _: httpx.post(
+                    f"{api.url}/predict",
+                    json=payload,
+                    headers=auth_headers(Role.SCHEDULER),
+                    timeout=30,
+                ),
+                range(4),
+            )
         )
     assert [a.status_code for a in answers] == [200] * 4
     assert sorted(a.json()["stored"] for a in answers) == [0, 0, 0, 20]
