@@ -24,9 +24,11 @@ import psycopg2
 import pytest
 
 from mlsys import pg
+from mlsys.api_auth import Role
 from mlsys.db import psycopg2_dsn
 from service import launch
 from service.openapi_docs import example_record
+from tests.conftest import auth_headers
 from tests.service.conftest import Api, service_env, start_api
 
 DISK_FULL_TRIGGER = """
@@ -75,7 +77,7 @@ def test_a_full_database_is_a_503_on_every_write_path(api: Api, spec):
     before = api.count()
     with disk_full(api.database_url):
         for payload in (small, batch, scheduled, small):
-            answer = post(api.client, payload)
+            answer = post(api.scheduler if payload is scheduled else api.client, payload)
             assert answer.status_code == 503, answer.text
             assert "No space left on device" in answer.json()["detail"]
             assert "nothing was stored" in answer.json()["detail"]
@@ -90,7 +92,7 @@ def test_an_unreachable_database_is_a_503_everywhere(tmp_path, trained_model_dir
     env = service_env(url, trained_model_dir, tmp_path / "data", pg.free_port())
     proc, base = start_api(tmp_path, env)
     try:
-        with httpx.Client(base_url=base, timeout=30) as client:
+        with httpx.Client(base_url=base, timeout=30, headers=auth_headers(Role.WEBAPP)) as client:
             assert client.get("/health").status_code == 503
             big = padded(
                 {"source": "webapp", "records": [example_record(spec, i) for i in range(50)]}
@@ -167,7 +169,7 @@ def test_a_hanging_database_is_a_503_within_seconds_and_health_keeps_answering(
     one = {"source": "webapp", "records": [example_record(spec)]}
     batch = padded({"source": "webapp", "records": [example_record(spec, i) for i in range(50)]})
     try:
-        with httpx.Client(base_url=base, timeout=60) as client:
+        with httpx.Client(base_url=base, timeout=60, headers=auth_headers(Role.WEBAPP)) as client:
             for payload in (one, batch):  # both kinds of connection are open
                 assert post(client, payload).status_code == 200
             assert client.get("/health").status_code == 200

@@ -24,6 +24,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
+from mlsys.api_auth import Role
+from tests.conftest import auth_headers as conftest_auth_headers
 from tests.service.conftest import Api
 
 TOTAL_CASES = int(os.environ.get("FUZZ_CASES", 1200))
@@ -44,8 +46,9 @@ SHARE = {
 
 
 def auth_headers() -> dict[str, str]:
-    """The headers every fuzzed request carries (credentials, once the API requires them)."""
-    return {}
+    """The headers every fuzzed request carries: the UI's credentials (webapp predictions and
+    past predictions; a `scheduled` body is then a 403, which the fuzzer must also get right)."""
+    return conftest_auth_headers(Role.WEBAPP)
 
 
 @pytest.fixture(scope="module")

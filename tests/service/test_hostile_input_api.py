@@ -18,6 +18,8 @@ import httpx
 import orjson
 import pytest
 
+from mlsys.api_auth import Role
+from tests.conftest import auth_headers
 from tests.service.conftest import MAX_BODY, Api
 
 CASES = Path(__file__).parent / "data" / "cases"
@@ -352,7 +354,9 @@ def test_huge_records_at_once_are_refused_quickly_and_health_keeps_answering(api
 
     def send(_: int) -> tuple[int, float]:
         t0 = time.monotonic()
-        answer = httpx.post(f"{api.url}/predict", content=body, headers=JSON, timeout=30)
+        answer = httpx.post(
+            f"{api.url}/predict", content=body, headers=JSON | auth_headers(Role.WEBAPP), timeout=30
+        )
         return answer.status_code, time.monotonic() - t0
 
     with ThreadPoolExecutor(8) as pool:
