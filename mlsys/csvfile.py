@@ -1,37 +1,39 @@
 """One CSV reader for the ingestion and the UI: a table of text, or a refusal that names the problem.
 
-Files come from people and from exports (Excel, databases, other tools), so the reader takes
-the shapes a careful person would, says what it normalised, and refuses the rest with a reason
-that names the line, the byte or the field at fault:
+Files come from people and from exports (Excel, databases, other tools). The reader takes what
+is unambiguous or declared, says what it normalised (`notes`), and refuses what it would have
+to guess, with a reason naming the line, the byte or the field at fault, its guess, and the fix:
 
 | shape | what happens |
 |---|---|
-| UTF-8 byte-order mark | skipped (note) |
-| UTF-16 with a byte-order mark | decoded (note) |
-| not UTF-8, but Windows-1252 (Excel's plain "CSV") | decoded as cp1252 (note naming the first non-UTF-8 byte) |
-| neither, or UTF-8 mixed with another encoding | refused `undecodable_text`, naming line and byte offset |
+| UTF-8 byte-order mark (Excel's "CSV UTF-8") | skipped (note) |
+| Excel's `sep=;` hint on line 1 (declares the delimiter) | skipped, its delimiter used (note) |
+| trailing delimiters: empty extra fields at the end of data lines, of the header, or both | ignored (note), values not shifted |
+| blank or whitespace-only lines anywhere | skipped (note) |
+| CRLF; old Mac CR-only line ends | read (CR-only: note) |
+| quoted fields with line breaks | one record each: rows are records, not lines |
+| header names with surrounding spaces | stripped (note); cell values are kept exactly as received |
+| an unnamed column | dropped if empty, else named `Unnamed: <n>` as pandas does, n from 0 (note) |
+| a header name used twice | the later column dropped (note saying whether its values differ) |
+| a header and no rows | a table of 0 rows (the caller decides) |
+| `;`, tab or `|` instead of `,`, undeclared | refused `wrong_delimiter`, naming it (sniffed on a head sample) and the fix |
+| not UTF-8 (Windows-1252, Latin-1, UTF-16 with a byte-order mark, mixed) | refused `undecodable_text`, naming line and byte offset and how the line would read as Windows-1252 |
 | NUL bytes (binary, UTF-16 without a byte-order mark) | refused `binary_file`, naming line and byte offset |
 | no content, or only blank lines | refused `empty_file` |
-| a header and no rows | a table of 0 rows (the caller decides) |
-| Excel's `sep=;` hint on line 1 | skipped, its delimiter used (note) |
-| `;`, tab or `|` instead of `,` | sniffed on a head sample and used (note) |
-| CRLF, or old Mac CR-only line ends | read (CR-only: note) |
-| blank lines (also whitespace-only) anywhere | skipped (note) |
-| quoted fields with line breaks | one record each: rows are records, not lines |
-| data lines ending with empty extra fields (trailing delimiters), header too or not | the empty fields ignored (note), values not shifted |
-| a line with more or fewer fields than the header | refused `ragged_rows`, naming the lines |
+| a line with more or fewer fields than the header (beyond empty trailing ones) | refused `ragged_rows`, naming the lines |
 | a quote never closed | refused `unterminated_quote`, naming the line where it opens |
 | text after a closing quote, a field over 128 KiB | refused `unreadable_file`, naming the line |
-| header names with surrounding spaces | stripped (note); cell values are kept exactly as received |
-| an unnamed column | dropped if empty, else named `unnamed_<n>` (note) |
-| a header name used twice | the later column dropped (note saying whether its values differ) |
+
+Why refuse an undeclared delimiter or encoding although it could be guessed: what the reader
+accepts feeds a model and good_data unattended, so a guess must never shape data silently;
+the file goes whole to bad_data (nothing lost) and the reason says the one-line fix.
 
 Why not `csv.Sniffer`: it could not determine the delimiter of a file whose data lines end
 with a trailing comma, nor of one starting with Excel's `sep=,` line; scoring the candidate
 delimiters with `csv.reader` on a head sample is exact and short.
 
 How: the whole file is read once as bytes (a 50 MB file is 50 MB), checked for NUL bytes and
-decoded (validated) in C; the stdlib `csv` reader then counts the fields of every record (to
+validated as UTF-8 in C; the stdlib `csv` reader then counts the fields of every record (to
 name ragged lines, which pandas pads or shifts silently) and pandas' C parser builds the frame.
 Standard library and pandas only: it runs in the `app` (pandas 3), `airflow` and `tfdv`
 (pandas 1.5) environments.
@@ -61,13 +63,14 @@ RULE_DESCRIPTIONS = {
     EMPTY_FILE: "the file has no data rows",
     UNREADABLE_FILE: "the file cannot be read as CSV",
     BINARY_FILE: "the file holds binary data (NUL bytes), not text",
-    UNDECODABLE_TEXT: "the text is neither UTF-8 nor Windows-1252",
+    UNDECODABLE_TEXT: "the file is not UTF-8 text",
     RAGGED_ROWS: "data lines with more or fewer fields than the header",
     UNTERMINATED_QUOTE: "a quoted field is never closed",
-    WRONG_DELIMITER: "the file seems delimited by another character",
+    WRONG_DELIMITER: "the fields are separated by another character than a comma",
 }
 
 DELIMITERS = (",", ";", "\t", "|")  # the candidates, the default first
+_NAMES = {",": "commas", ";": "semicolons (';')", "\t": "tabs", "|": "pipes ('|')"}
 SAMPLE_BYTES = 64 * 1024  # head sample for the delimiter
 SAMPLE_RECORDS = 200
 LISTED_LINES = 10  # lines named one by one in a reason; all are counted
@@ -85,9 +88,10 @@ class CsvTable:
     """A CSV read as text.
 
     `frame`: every cell a str exactly as received (pandas `dtype=str`), unique column names
-    (stripped), default RangeIndex, one row per data record. `encoding` as detected
-    (`utf-8`, `utf-8-sig`, `utf-16`, `cp1252`); `delimiter` as used; `notes`: one sentence per
-    thing normalised (a skipped hint line, ignored trailing delimiters, a dropped column...).
+    (stripped), default RangeIndex, one row per data record. `encoding`: `utf-8`, or
+    `utf-8-sig` with a byte-order mark; `delimiter` as used (`,`, or the one a `sep=` line
+    declares); `notes`: one sentence per thing normalised (a skipped hint line, ignored
+    trailing delimiters, a dropped column...).
     """
 
     frame: Any  # pandas.DataFrame
@@ -131,7 +135,17 @@ def read_csv(source: Source) -> CsvTable:
         notes.append("the lines end with a bare CR (old Mac line ends): read as line ends")
     start, delimiter = _hint(data, notes)
     if delimiter is None:
-        delimiter = _sniff(data[start : _sample_end(data, start)], notes)
+        delimiter = ","
+        sniffed, fields = _sniff(data[start : _sample_end(data, start)])
+        if sniffed != delimiter:
+            raise CsvRefused(
+                WRONG_DELIMITER,
+                f"the fields are separated by {_NAMES[sniffed]}, not commas (the header splits "
+                f"into {fields} fields on {sniffed!r}): export the file comma-separated, or add "
+                f"the line {_hint_line(sniffed)} above the header",
+                count_data_lines(data),
+                notes,
+            )
     shape = _scan(data, start, delimiter, notes)
     frame = _frame(data, shape, delimiter, notes)
     return CsvTable(frame=frame, encoding=encoding, delimiter=delimiter, notes=notes)
@@ -167,23 +181,21 @@ def _line_of(data: bytes, offset: int) -> int:
 
 
 def _utf8(data: bytes, notes: list[str]) -> tuple[bytes, str]:
-    """The file's text as UTF-8 bytes without a byte-order mark, and the encoding found."""
+    """The file's bytes without a UTF-8 byte-order mark, checked to be UTF-8 text, and the
+    encoding found (`utf-8` or `utf-8-sig`). Anything else is refused, naming where it fails
+    and what it would read as, rather than decoded on a guess."""
     encoding = "utf-8"
     if data.startswith(codecs.BOM_UTF8):
         data, encoding = data[len(codecs.BOM_UTF8) :], "utf-8-sig"
         notes.append("the file starts with a UTF-8 byte-order mark (Excel's 'CSV UTF-8'): skipped")
     elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            text = data.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            raise CsvRefused(
-                UNDECODABLE_TEXT,
-                f"the file starts with a UTF-16 byte-order mark but byte offset {exc.start} is "
-                "not UTF-16 text",
-                count_data_lines(data),
-            ) from None
-        data, encoding = text.encode("utf-8"), "utf-16"
-        notes.append("the file is UTF-16 text (it starts with a byte-order mark): decoded")
+        raise CsvRefused(
+            UNDECODABLE_TEXT,
+            f"the file is UTF-16 text (it starts with the byte-order mark {data[:2].hex(' ')}), "
+            "not UTF-8: export it as 'CSV UTF-8'",
+            count_data_lines(data),
+            notes,
+        )
     if not data.strip():
         what = "is empty (0 bytes)" if not data else "holds only blank lines"
         raise CsvRefused(EMPTY_FILE, f"the file {what}: not even a header", 0, notes)
@@ -204,36 +216,25 @@ def _utf8(data: bytes, notes: list[str]) -> tuple[bytes, str]:
         return data, encoding
     except UnicodeDecodeError as exc:
         first = exc.start
-    where = f"line {_line_of(data, first)}, byte offset {first} (0x{data[first]:02x})"
+    line = _line_of(data, first)
+    where = f"line {line}, byte offset {first} (0x{data[first]:02x})"
     sequence = _UTF8_SEQUENCE.search(data)
     if sequence is not None:
-        raise CsvRefused(
-            UNDECODABLE_TEXT,
-            f"the file mixes encodings: it holds UTF-8 text (line {_line_of(data, sequence.start())}) "
-            f"and bytes that are not UTF-8 ({where}); export it again as 'CSV UTF-8'",
-            count_data_lines(data),
-            notes,
+        reason = (
+            f"the file mixes encodings: it holds UTF-8 text (line "
+            f"{_line_of(data, sequence.start())}) and bytes that are not UTF-8 ({where})"
         )
-    try:
-        text = data.decode("cp1252")
-    except UnicodeDecodeError as exc:
-        also = (
-            "that byte is not Windows-1252 either"
-            if exc.start == first
-            else f"nor is line {_line_of(data, exc.start)}, byte offset {exc.start} "
-            f"(0x{data[exc.start]:02x}) Windows-1252"
+    else:
+        text = _line_text(data, line, encoding="cp1252")
+        guess = (
+            f"as Windows-1252 (Excel's plain 'CSV') the line would read {text!r}"
+            if text is not None
+            else "it is not Windows-1252 either"
         )
-        raise CsvRefused(
-            UNDECODABLE_TEXT,
-            f"not UTF-8 text ({where}), and {also}: export the file as 'CSV UTF-8'",
-            count_data_lines(data),
-            notes,
-        ) from None
-    notes.append(
-        f"not UTF-8 text (first at {where}): read as Windows-1252 (cp1252), the encoding of "
-        "Excel's plain 'CSV' on Western European systems"
+        reason = f"not UTF-8 text: {where} cannot be decoded; {guess}"
+    raise CsvRefused(
+        UNDECODABLE_TEXT, f"{reason}: export the file as 'CSV UTF-8'", count_data_lines(data), notes
     )
-    return text.encode("utf-8"), "cp1252"
 
 
 # --- dialect --------------------------------------------------------------------------------
@@ -259,6 +260,10 @@ def _hint(data: bytes, notes: list[str]) -> tuple[int, str | None]:
     return match.end(), delimiter
 
 
+def _hint_line(delimiter: str) -> str:
+    return "'sep=' followed by a tab" if delimiter == "\t" else f"'sep={delimiter}'"
+
+
 def _sample_end(data: bytes, start: int) -> int:
     """End of the head sample: whole lines, at least one."""
     end = start + SAMPLE_BYTES
@@ -271,12 +276,12 @@ def _sample_end(data: bytes, start: int) -> int:
     return cut + 1
 
 
-def _sniff(sample: bytes, notes: list[str]) -> str:
-    """The candidate delimiter that splits the header into most fields and fits the sampled
-    lines best; ',' when none splits the header (a one-column file)."""
+def _sniff(sample: bytes) -> tuple[str, int]:
+    """The candidate delimiter that fits the sampled lines best, then splits the header into
+    most fields, ',' winning ties (or a one-column file); and the header's fields with it."""
     text = sample.decode("utf-8", errors="replace")
     best: tuple[float, int, bool] | None = None
-    chosen = ","
+    chosen = (",", 1)
     for delimiter in DELIMITERS:
         records = []
         try:
@@ -289,14 +294,13 @@ def _sniff(sample: bytes, notes: list[str]) -> str:
             pass  # judged on the records read so far
         if not records or len(records[0]) < 2:
             continue
+        # The last record may be cut by the end of the sample.
         header, rows = records[0], records[1:-1] if len(records) > 2 else records[1:]
         named = _named_width(header)
         fits = sum(1 for r in rows if _fits(r, len(header), named))
         score = (fits / len(rows) if rows else 1.0, len(header), delimiter == ",")
         if best is None or score > best:
-            best, chosen = score, delimiter
-    if chosen != ",":
-        notes.append(f"the fields are separated by {chosen!r}, not ',': read with {chosen!r}")
+            best, chosen = score, (delimiter, named)
     return chosen
 
 
@@ -447,10 +451,14 @@ def _offset_after_lines(data: bytes, lines: int) -> int:
     return offset
 
 
-def _line_text(data: bytes, line: int, limit: int = 60) -> str:
+def _line_text(data: bytes, line: int, limit: int = 60, encoding: str = "utf-8") -> str | None:
+    """Line `line` (from 1) of `data`, shortened; None if it does not decode."""
     offset = _offset_after_lines(data, line - 1)
     end = data.find(b"\n", offset)
-    text = data[offset : end if end >= 0 else len(data)].decode("utf-8", errors="replace")
+    try:
+        text = data[offset : end if end >= 0 else len(data)].decode(encoding)
+    except UnicodeDecodeError:
+        return None
     text = text.rstrip("\r")
     return text if len(text) <= limit else text[:limit] + "..."
 
@@ -520,7 +528,7 @@ def _name_columns(frame, shape: _Shape, notes: list[str]):
                     else f"column {i + 1} has no name and no value: dropped"
                 )
                 continue
-            name = f"unnamed_{i + 1}"
+            name = f"Unnamed: {i}"  # as pandas names it (0-based), so as TFDV reports it
             notes.append(f"column {i + 1} has no name in the header: called {name!r}")
         if name in first_of:
             first = first_of[name]

@@ -183,18 +183,16 @@ def test_an_all_bad_file_goes_to_bad_data_and_alerts_as_messagecard(
 def test_an_unparseable_file_is_kept_whole_in_bad_data(
     dag_env, data_dir, clean_rows, database_url, teams, tmp_path
 ):
-    lines = clean_rows.iloc[:10].to_csv(index=False).replace("male", "m\u00e4le").splitlines(True)
-    # UTF-8 then Latin-1: no encoding reads it all (a Latin-1 file alone is read as cp1252).
-    data = "".join(lines[:2]).encode() + "".join(lines[2:]).encode("latin-1")
+    text = clean_rows.iloc[:10].to_csv(index=False).replace("male", "m\u00e4le")
     raw = data_dir / "raw-data" / "latin1.csv"
-    raw.write_bytes(data)
+    raw.write_bytes(text.encode("latin-1"))
     env = dag_env | {"TEAMS_WEBHOOK_URL": ""}  # no webhook: logged, not failed
     run = run_dag("ingest_data", env, tmp_path / "dag.log")
     assert run.state == "success", run.log[-5000:]
     assert run.tasks["send_alerts"] == "success"
     assert "no TEAMS_WEBHOOK_URL configured" in run.log
     [bad, reasons] = files(data_dir / "bad_data")
-    assert bad.read_bytes() == data
+    assert bad.read_bytes() == text.encode("latin-1")
     assert "not UTF-8" in json.loads(reasons.read_text())["parse_error"]
     row = ingestion_row(database_url, "latin1")
     assert (row["total"], row["invalid"], row["criticality"]) == (10, 10, "high")

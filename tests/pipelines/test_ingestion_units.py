@@ -187,23 +187,29 @@ def test_unusable_files_are_judged_without_tfdv(tmp_path: Path, clean, settings)
     """Unusable files never reach TFDV, so these run here, in the app environment."""
     from pipelines.ingestion.validate import validate_file
 
-    ragged = tmp_path / "ragged.csv"
-    text = clean.iloc[:7].to_csv(index=False, sep=";").splitlines()
-    text[3] += ";extra"
-    ragged.write_text("\n".join(text) + "\n")
-    result = validate_file(ragged, _config(tmp_path, settings))
+    semi = tmp_path / "semi.csv"
+    clean.iloc[:7].to_csv(semi, index=False, sep=";")
+    result = validate_file(semi, _config(tmp_path, settings))
     assert (result["rows_invalid"], result["criticality"], result["unusable"]) == (7, "high", True)
-    assert [i["error_type"] for i in result["issues"]] == ["ragged_rows"]
-    assert "line 4 has 10" in result["parse_error"] and "split on ';'" in result["parse_error"]
-    assert "the fields are separated by ';'" in result["notes"][0]
+    assert [i["error_type"] for i in result["issues"]] == ["wrong_delimiter"]
+    assert "separated by semicolons (';')" in result["parse_error"]
 
-    mixed = tmp_path / "mixed.csv"
-    lines = clean.iloc[:4].to_csv(index=False).replace("male", "m\u00e4le").splitlines()
-    mixed.write_bytes("\n".join(lines[:3]).encode() + "\n".join(["", *lines[3:]]).encode("latin-1"))
-    result = validate_file(mixed, _config(tmp_path, settings))
-    assert "not UTF-8" in result["parse_error"] and result["criticality"] == "high"
-    assert (result["rows_total"], result["rows_invalid"]) == (4, 4)
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_text(clean.iloc[:3].to_csv(index=False), encoding="utf-16")
+    result = validate_file(utf16, _config(tmp_path, settings))
+    assert "UTF-16" in result["parse_error"] and result["criticality"] == "high"
+    assert (result["rows_total"], result["rows_invalid"]) == (3, 3)
     assert [i["error_type"] for i in result["issues"]] == ["undecodable_text"]
+
+    ragged = tmp_path / "ragged.csv"
+    lines = clean.iloc[:5].to_csv(index=False).splitlines()
+    lines[3] += ",extra"
+    ragged.write_text("sep=,\n" + "\n".join(lines) + "\n")
+    result = validate_file(ragged, _config(tmp_path, settings))
+    assert [i["error_type"] for i in result["issues"]] == ["ragged_rows"]
+    assert (result["rows_total"], result["rows_invalid"]) == (5, 5)
+    assert "line 5 has 10" in result["parse_error"]
+    assert result["notes"] == ["line 1 is Excel's 'sep=,' hint: skipped, fields split on ','"]
 
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
