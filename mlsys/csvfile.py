@@ -77,6 +77,7 @@ LISTED_LINES = 10  # lines named one by one in a reason; all are counted
 
 # Excel's hint line; when Excel saves such a file again it pads the line with delimiters.
 _HINT = re.compile(rb'\A[ \t]*"?sep=([^"\r\n])"?[,;\t| ]*\r?(?:\n|\Z)', re.IGNORECASE)
+_CONTENT = re.compile(rb"[^ \t\r\n\f\v]")  # a non-blank byte, found without copying the file
 # A valid UTF-8 sequence of two bytes or more: Windows-1252 text almost never holds one.
 _UTF8_SEQUENCE = re.compile(
     rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
@@ -180,6 +181,19 @@ def _line_of(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
 
 
+def _first_non_utf8(data: bytes, chunk: int = 1 << 20) -> int | None:
+    """Offset of the first byte that is not UTF-8, checked by slices in C (no 50 MB string)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
+    for start in range(0, len(data), chunk):
+        pending = len(decoder.getstate()[0])  # bytes of a character cut by the last slice
+        try:
+            decoder.decode(view[start : start + chunk], final=start + chunk >= len(data))
+        except UnicodeDecodeError as exc:
+            return start - pending + exc.start
+    return None
+
+
 def _utf8(data: bytes, notes: list[str]) -> tuple[bytes, str]:
     """The file's bytes without a UTF-8 byte-order mark, checked to be UTF-8 text, and the
     encoding found (`utf-8` or `utf-8-sig`). Anything else is refused, naming where it fails
@@ -196,7 +210,7 @@ def _utf8(data: bytes, notes: list[str]) -> tuple[bytes, str]:
             count_data_lines(data),
             notes,
         )
-    if not data.strip():
+    if not _CONTENT.search(data):
         what = "is empty (0 bytes)" if not data else "holds only blank lines"
         raise CsvRefused(EMPTY_FILE, f"the file {what}: not even a header", 0, notes)
     nul = data.find(b"\x00")
@@ -211,11 +225,9 @@ def _utf8(data: bytes, notes: list[str]) -> tuple[bytes, str]:
             count_data_lines(data),
             notes,
         )
-    try:
-        data.decode("utf-8")  # validates in C; the text itself is not kept
+    first = _first_non_utf8(data)
+    if first is None:
         return data, encoding
-    except UnicodeDecodeError as exc:
-        first = exc.start
     line = _line_of(data, first)
     where = f"line {line}, byte offset {first} (0x{data[first]:02x})"
     sequence = _UTF8_SEQUENCE.search(data)
@@ -470,15 +482,16 @@ def _frame(data: bytes, shape: _Shape, delimiter: str, notes: list[str]):
     import pandas as pd
 
     columns = list(range(shape.widest))
-    if not data[shape.data_offset :].strip():
-        frame = pd.DataFrame({c: pd.Series([], dtype=str) for c in columns})
+    width = len(shape.header)  # fields past it are empty (checked by the scan): not parsed
+    if not _CONTENT.search(data, shape.data_offset):
+        frame = pd.DataFrame({c: pd.Series([], dtype=str) for c in columns[:width]})
     else:
         buffer = io.BytesIO(data)
         buffer.seek(shape.data_offset)
         try:
             frame = pd.read_csv(
                 buffer, sep=delimiter, header=None, names=columns, index_col=False, dtype=str,
-                keep_default_na=False, na_filter=False, skip_blank_lines=True, encoding="utf-8",
+                usecols=columns[:width] if width < shape.widest else None, keep_default_na=False, na_filter=False, skip_blank_lines=True, encoding="utf-8",
                 engine="c", quotechar='"', doublequote=True,
             )  # fmt: skip
         except (pd.errors.ParserError, ValueError) as exc:
@@ -549,9 +562,10 @@ def _name_columns(frame, shape: _Shape, notes: list[str]):
         notes.append(
             f"{shape.shorter} data lines lack the header's empty trailing fields: read as empty"
         )
-    out = frame[keep]
-    out.columns = names
-    return out.reset_index(drop=True)
+    if len(keep) < len(frame.columns):
+        frame = frame[keep]  # a copy, only when a column goes
+    frame.columns = names
+    return frame  # pandas' RangeIndex: blank lines were never rows
 
 
 def _count(n: int, noun: str) -> str:
