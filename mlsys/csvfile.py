@@ -491,7 +491,8 @@ def _frame(data: bytes, shape: _Shape, delimiter: str, notes: list[str]):
         try:
             frame = pd.read_csv(
                 buffer, sep=delimiter, header=None, names=columns, index_col=False, dtype=str,
-                usecols=columns[:width] if width < shape.widest else None, keep_default_na=False, na_filter=False, skip_blank_lines=True, encoding="utf-8",
+                usecols=columns[:width] if width < shape.widest else None,
+                keep_default_na=False, na_filter=False, skip_blank_lines=True, encoding="utf-8",
                 engine="c", quotechar='"', doublequote=True,
             )  # fmt: skip
         except (pd.errors.ParserError, ValueError) as exc:
