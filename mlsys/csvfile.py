@@ -371,6 +371,10 @@ def _scan(data: bytes, start: int, delimiter: str, notes: list[str]) -> _Shape:
             )
         header_line, header_end = header_line + 1, reader.line_num
         width = widest = len(header)
+        data_offset = _offset_after_lines(data, hint_lines + header_end)
+        uniform = _uniform_lines(data, data_offset, delimiter, width)
+        if uniform is not None:  # the usual file: nothing for the csv module to decide
+            return _Shape(header, data_offset, uniform, width, 0, 0, 0)
         named = _named_width(header)
         records = longer = shorter = 0
         bad: list[tuple[int, int]] = []
@@ -407,13 +411,44 @@ def _scan(data: bytes, start: int, delimiter: str, notes: list[str]) -> _Shape:
         )
     return _Shape(
         header=header,
-        data_offset=_offset_after_lines(data, hint_lines + header_end),
+        data_offset=data_offset,
         records=records,
         widest=widest,
         longer=longer,
         shorter=shorter,
         blank_lines=blank,
     )
+
+
+def _uniform_lines(
+    data: bytes, offset: int, delimiter: str, width: int, block: int = 1 << 20
+) -> int | None:
+    """The number of lines after `offset` if the file is the usual one: no quote, no bare CR,
+    and `width` fields on every line (so no blank line either). Else None, and the csv module
+    judges every record. Vectorised by blocks of whole lines: 0.13 s of CPU for a 50 MB file,
+    against about 0.7 s for the csv module. Blocks of 1 MiB, not more: glibc raises its mmap
+    threshold to the largest block freed, and 8 MiB blocks left pandas' parse 80 MB higher."""
+    import numpy as np
+
+    size = len(data)
+    if width < 2 or offset >= size or data.find(b'"', offset) >= 0:
+        return None
+    if data.count(b"\r", offset) != data.count(b"\r\n", offset):
+        return None  # a bare CR ends a line for pandas and csv too
+    lines, start = 0, offset
+    while start < size:
+        stop = data.find(b"\n", min(start + block, size - 1))
+        stop = size if stop < 0 else stop + 1
+        chunk = np.frombuffer(data, dtype=np.uint8, count=stop - start, offset=start)
+        ends = np.flatnonzero(chunk == ord("\n"))
+        if chunk[-1] != ord("\n"):
+            ends = np.append(ends, chunk.size)  # the last line has no line end
+        separators = np.flatnonzero(chunk == ord(delimiter))
+        per_line = np.diff(np.searchsorted(separators, ends), prepend=0)
+        if not bool((per_line == width - 1).all()):
+            return None
+        lines, start = lines + len(ends), stop
+    return lines
 
 
 def _reader(data: bytes, start: int, delimiter: str):

@@ -54,6 +54,20 @@ def test_every_environment_reads_every_shape_the_same(python):
         assert theirs[key] == ours[key], key
 
 
+def test_the_vectorised_check_of_usual_files_changes_no_outcome(monkeypatch):
+    """Clean files skip the csv module's pass (`_uniform_lines`); with it forced, every shape
+    and a larger clean file come out the same."""
+    clean = case_file("LOANS_EXPORT.CSV")
+    bigger = clean + clean.split(b"\n", 1)[1] * 200
+    fast = {s.id: outcome(s.data) for s in SHAPES} | {"bigger": outcome(bigger)}
+    after_header = bigger.index(b"\n") + 1
+    for block in (64, 1000, 1 << 20):  # blocks of whole lines, whatever their size
+        assert csvfile._uniform_lines(bigger, after_header, ",", 9, block) == 4020
+    monkeypatch.setattr(csvfile, "_uniform_lines", lambda *args: None)
+    slow = {s.id: outcome(s.data) for s in SHAPES} | {"bigger": outcome(bigger)}
+    assert slow == fast
+
+
 def test_the_trailing_comma_file_is_not_shifted():
     """pandas alone makes the extra field an index and shifts every value one column left."""
     data = case_file("trailing_comma_every_row.csv")
