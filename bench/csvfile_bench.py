@@ -40,20 +40,33 @@ def write_files(folder: Path) -> dict[str, Path]:
     return {"plain": plain, "trailing comma": trailing}
 
 
+def memory_mb(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of this process. Not ru_maxrss: after fork and exec it
+    still holds the parent's peak, which here built the 1M-row frame to write the files."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(mode: str, path: str) -> None:
     """Runs in the measured process: one read, then its figures as one JSON line."""
     import pandas as pd
 
     from mlsys import csvfile
 
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    baseline = memory_mb("VmRSS")
     start = time.perf_counter()
     if mode == "csvfile":
         rows = csvfile.read_csv(path).rows_total
     else:
         rows = len(pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False))
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = memory_mb("VmHWM")
     print(json.dumps({"rows": rows, "seconds": seconds, "peak_mb": peak, "import_mb": baseline}))
 
 

@@ -433,8 +433,6 @@ def _uniform_lines(
     size = len(data)
     if width < 2 or offset >= size or data.find(b'"', offset) >= 0:
         return None
-    if data.count(b"\r", offset) != data.count(b"\r\n", offset):
-        return None  # a bare CR ends a line for pandas and csv too
     lines, start = 0, offset
     while start < size:
         stop = data.find(b"\n", min(start + block, size - 1))
@@ -443,6 +441,9 @@ def _uniform_lines(
         ends = np.flatnonzero(chunk == ord("\n"))
         if chunk[-1] != ord("\n"):
             ends = np.append(ends, chunk.size)  # the last line has no line end
+        crs = int(np.count_nonzero(chunk == ord("\r")))
+        if crs and crs != int(np.count_nonzero(chunk[ends[ends > 0] - 1] == ord("\r"))):
+            return None  # a bare CR, not before a line end: a line end for pandas and csv too
         separators = np.flatnonzero(chunk == ord(delimiter))
         per_line = np.diff(np.searchsorted(separators, ends), prepend=0)
         if not bool((per_line == width - 1).all()):

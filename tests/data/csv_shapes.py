@@ -241,6 +241,13 @@ SHAPES: list[Shape] = [
         3,
         {"sex": "ma\nle", "job": "2"},
     ),
+    Shape(
+        "a bare CR inside a line ends it (for pandas too)",
+        b"sex,job,age\nmale,2\r,67\nfemale,1,22\n",
+        rows=3,
+        refused="ragged_rows",
+        reason=("line 2 has 2",),
+    ),
     # Header names.
     Shape(
         "duplicated header names",
