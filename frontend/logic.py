@@ -80,8 +80,8 @@ class ParsedBatch:
 
 def read_csv_text(data: bytes, *, max_bytes: int) -> csvfile.CsvTable:
     """Raw bytes -> the file as a table of text, read by the ingestion's reader
-    (`mlsys.csvfile`: encodings, delimiters, hint lines, trailing delimiters...), refusing
-    what is too large, not a readable CSV, or without rows."""
+    (`mlsys.csvfile`: a `sep=` line, trailing delimiters, blank lines...), refusing what is too
+    large, what the reader refuses (its reason, naming the line, as a sentence), or no rows."""
     if len(data) > max_bytes:
         raise CsvError(
             f"The file is {len(data) / 1024 / 1024:.1f} MB, over the limit of "
