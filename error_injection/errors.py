@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from mlsys import rowchecks
+from mlsys import csvfile, rowchecks
 from mlsys.features import Feature, FeatureSpec, Kind
 
 Level = Literal["row", "file"]
@@ -478,12 +478,13 @@ def header_only(frame: pd.DataFrame, ctx: Context) -> Output:
     "wrong_delimiter",
     FILE,
     tfdv=("SCHEMA_MISSING_COLUMN", "SCHEMA_NEW_COLUMN"),
-    check=rowchecks.MISSING_COLUMN,
+    check=csvfile.WRONG_DELIMITER,
     unusable=True,
 )
 def wrong_delimiter(frame: pd.DataFrame, ctx: Context) -> Output:
-    """Semicolons instead of commas (a spreadsheet in a European locale): read as CSV, the
-    file is one column named after the whole header, and every feature is missing."""
+    """Semicolons instead of commas (a spreadsheet in a European locale), with no `sep=;`
+    line: the ingestion's reader refuses it, naming the delimiter; read as plain CSV (as TFDV
+    would be fed) the file is one column named after the whole header."""
     sep = ";"
     merged = sep.join(str(c) for c in frame.columns)
     expected = {str(c): ("SCHEMA_MISSING_COLUMN",) for c in frame.columns}
@@ -491,18 +492,18 @@ def wrong_delimiter(frame: pd.DataFrame, ctx: Context) -> Output:
     injection = Injection(
         "wrong_delimiter", FILE, (), tuple(str(c) for c in frame.columns),
         f"written with {sep!r} as the delimiter: a comma reader sees one column {merged!r}",
-        unusable=True, expected_anomalies=expected, check=rowchecks.MISSING_COLUMN,
+        unusable=True, expected_anomalies=expected, check=csvfile.WRONG_DELIMITER,
     )  # fmt: skip
     return Output(frame, injection, sep=sep)
 
 
-@error_type("wrong_encoding", FILE, tfdv=(), check=rowchecks.UNREADABLE_FILE, unusable=True)
+@error_type("wrong_encoding", FILE, tfdv=(), check=csvfile.UNDECODABLE_TEXT, unusable=True)
 def wrong_encoding(frame: pd.DataFrame, ctx: Context) -> Output:
     """UTF-16 instead of UTF-8 (Excel's 'Unicode text'): the first bytes are not UTF-8, so
-    reading fails (UnicodeDecodeError) and TFDV never sees the file."""
+    the reader refuses the file (UnicodeDecodeError for pandas) and TFDV never sees it."""
     injection = Injection(
         "wrong_encoding", FILE, (), (), "encoded as UTF-16 (with byte-order mark), not UTF-8",
-        unusable=True, check=rowchecks.UNREADABLE_FILE,
+        unusable=True, check=csvfile.UNDECODABLE_TEXT,
     )  # fmt: skip
     return Output(frame, injection, encoding="utf-16")
 

@@ -10,8 +10,6 @@ as a whole with the rows and columns at fault, instead of being half-sent chunk 
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import threading
 import uuid
@@ -24,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from frontend.api_client import ApiClient, ApiError, ApiRejected, Prediction, RecordError
+from mlsys import csvfile
 from mlsys.features import Feature, Kind
 
 # How many invalid values are listed one by one; the summary still counts all of them.
@@ -47,20 +46,30 @@ class CellProblem:
 
 
 class CsvError(ValueError):
-    """An uploaded file that cannot be predicted; `str()` names the problem for the user."""
+    """An uploaded file that cannot be predicted; `str()` names the problem for the user, and
+    `notes` says what the reader normalised on the way (a skipped hint line, ...)."""
 
-    def __init__(self, message: str, problems: Sequence[CellProblem] = (), total: int = 0) -> None:
+    def __init__(
+        self,
+        message: str,
+        problems: Sequence[CellProblem] = (),
+        total: int = 0,
+        notes: Sequence[str] = (),
+    ) -> None:
         super().__init__(message)
         self.problems = list(problems)
         self.total = total or len(self.problems)
+        self.notes = list(notes)
 
 
 @dataclass
 class ParsedBatch:
-    """A checked CSV: `frame` holds typed values in feature order, `records` what the API takes."""
+    """A checked CSV: `frame` holds typed values in feature order, `records` what the API takes,
+    `notes` what the reader normalised (shown to the user before anything is sent)."""
 
     frame: pd.DataFrame
     records: list[dict[str, Any]] = field(repr=False)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -70,53 +79,26 @@ class ParsedBatch:
 # --- reading a CSV --------------------------------------------------------------------------
 
 
-def _decode(data: bytes) -> str:
-    if b"\x00" in data[:8192]:
-        raise CsvError("This is not a CSV file: it contains binary data.")
-    try:
-        return data.decode("utf-8-sig")  # Excel writes a byte-order mark
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise CsvError(
-            f"This is not a UTF-8 text CSV file: undecodable byte at line {line}. "
-            "Export it as 'CSV UTF-8'."
-        ) from None
-
-
-def read_csv_text(data: bytes, *, max_bytes: int) -> tuple[list[str], list[list[str]]]:
-    """Raw bytes -> (header, rows of strings), refusing what is not a usable CSV."""
+def read_csv_text(data: bytes, *, max_bytes: int) -> csvfile.CsvTable:
+    """Raw bytes -> the file as a table of text, read by the ingestion's reader
+    (`mlsys.csvfile`: a `sep=` line, trailing delimiters, blank lines...), refusing what is too
+    large, what the reader refuses (its reason, naming the line, as a sentence), or no rows."""
     if len(data) > max_bytes:
         raise CsvError(
             f"The file is {len(data) / 1024 / 1024:.1f} MB, over the limit of "
             f"{max_bytes / 1024 / 1024:.0f} MB. Split it into smaller files."
         )
-    text = _decode(data)
-    if not text.strip():
-        raise CsvError("The file is empty.")
     try:
-        lines = list(csv.reader(io.StringIO(text, newline=""), strict=True))
-    except csv.Error as exc:
-        raise CsvError(f"This is not a valid CSV file: {exc}.") from None
-    # Blank lines (csv gives [] or one blank cell) are skipped; a row of empty cells is kept,
-    # so that its missing values are reported.
-    lines = [line for line in lines if len(line) > 1 or (line and line[0].strip())]
-    header = [name.strip() for name in lines[0]]
-    rows = lines[1:]
-    if not rows:
-        raise CsvError("The file has a header but no rows.")
-    duplicates = sorted({name for name in header if header.count(name) > 1})
-    if duplicates:
-        raise CsvError(f"Columns appear more than once: {', '.join(duplicates)}.")
-    if "" in header:
-        raise CsvError(f"Column {header.index('') + 1} of the header has no name.")
-    widths = [(i + 1, len(r)) for i, r in enumerate(rows) if len(r) != len(header)]
-    if widths:
-        listed = ", ".join(f"row {i} has {n}" for i, n in widths[:10])
-        more = f" and {len(widths) - 10} more rows" if len(widths) > 10 else ""
-        raise CsvError(
-            f"The header has {len(header)} columns but {len(widths)} rows do not: {listed}{more}."
-        )
-    return header, rows
+        table = csvfile.read_csv(data)
+    except csvfile.CsvRefused as exc:
+        raise CsvError(_sentence(exc.reason), notes=exc.notes) from None
+    if not table.rows_total:
+        raise CsvError("The file has a header but no rows.", notes=table.notes)
+    return table
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 def check_columns(header: Sequence[str], features: Sequence[Feature]) -> None:
@@ -188,13 +170,13 @@ def _check_column(feature: Feature, raw: pd.Series) -> tuple[pd.Series, pd.Serie
     return values, bad, messages
 
 
-def check_values(header: Sequence[str], rows: list[list[str]], features: Sequence[Feature]):
-    """Every value against its feature; returns the typed frame or raises with every problem."""
-    index = pd.RangeIndex(1, len(rows) + 1)  # row numbers as the user counts them
-    # Column by column (zip transposes in C): much faster than a frame built from row lists.
+def check_values(text: pd.DataFrame, features: Sequence[Feature]) -> pd.DataFrame:
+    """Every value of a text frame (see `read_csv_text`) against its feature; returns the typed
+    frame, indexed by row number from 1, or raises with every problem."""
+    index = pd.RangeIndex(1, len(text) + 1)  # row numbers as the user counts them
     raw = {
-        name: pd.Series([cell.strip() for cell in cells], index=index, dtype="object")
-        for name, cells in zip(header, zip(*rows, strict=True), strict=True)
+        name: pd.Series(text[name].astype(object).str.strip().to_numpy(), index=index)
+        for name in text.columns
     }
     typed: dict[str, pd.Series] = {}
     problems: list[CellProblem] = []
@@ -241,10 +223,14 @@ def records_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def parse_upload(data: bytes, features: Sequence[Feature], *, max_bytes: int) -> ParsedBatch:
     """An uploaded file -> checked records, or a `CsvError` naming every problem."""
-    header, rows = read_csv_text(data, max_bytes=max_bytes)
-    check_columns(header, features)
-    frame = check_values(header, rows, features)
-    return ParsedBatch(frame=frame, records=records_of(frame))
+    table = read_csv_text(data, max_bytes=max_bytes)
+    try:
+        check_columns(list(table.frame.columns), features)
+        frame = check_values(table.frame, features)
+    except CsvError as exc:
+        exc.notes = table.notes
+        raise
+    return ParsedBatch(frame=frame, records=records_of(frame), notes=table.notes)
 
 
 # --- sending in chunks ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mlsys import csvfile
 from mlsys.features import FeatureSpec, Kind
 
 # pandas' default NA markers: the same cells TFDV (fed by pd.read_csv) sees as missing.
@@ -29,11 +30,11 @@ NOT_A_NUMBER = "not_a_number"
 NOT_AN_INTEGER = "not_an_integer"
 OUT_OF_RANGE = "out_of_range"
 DUPLICATE_ROW = "duplicate_row"
-# File-level rules.
+# File-level rules (those of a file that cannot be read as a table live in `mlsys.csvfile`).
 MISSING_COLUMN = "missing_column"
 UNEXPECTED_COLUMN = "unexpected_column"
-EMPTY_FILE = "empty_file"
-UNREADABLE_FILE = "unreadable_file"
+EMPTY_FILE = csvfile.EMPTY_FILE
+UNREADABLE_FILE = csvfile.UNREADABLE_FILE
 
 RULE_DESCRIPTIONS = {
     MISSING_VALUE: "a required feature has no value",
@@ -44,8 +45,7 @@ RULE_DESCRIPTIONS = {
     DUPLICATE_ROW: "an exact copy of an earlier row of the same file",
     MISSING_COLUMN: "a required column is absent: no row can be used",
     UNEXPECTED_COLUMN: "a column the schema does not know (dropped from good data)",
-    EMPTY_FILE: "the file has no data rows",
-    UNREADABLE_FILE: "the file cannot be parsed as CSV in UTF-8",
+    **csvfile.RULE_DESCRIPTIONS,
 }
 
 
@@ -92,13 +92,10 @@ class RowCheckResult:
 
 
 def read_raw_csv(path) -> Any:
-    """Read a CSV with every cell as text; raises on undecodable or unparsable content."""
-    import pandas as pd
-
-    return pd.read_csv(
-        path, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8",
-        skip_blank_lines=True,
-    )  # fmt: skip
+    """The text frame of a CSV file (`mlsys.csvfile.read_csv`: every cell a str as received,
+    unique column names, RangeIndex); raises `csvfile.CsvRefused` (a ValueError) naming the
+    problem for a file that cannot be read as a table."""
+    return csvfile.read_csv(path).frame
 
 
 def check_rows(frame, spec: FeatureSpec) -> RowCheckResult:

@@ -104,6 +104,9 @@ if uploaded is not None:
         st.session_state["predict_csv_parsed_id"] = file_id
         st.session_state["predict_csv_parsed"] = (parsed, error)
     parsed, error = st.session_state["predict_csv_parsed"]
+    # What the reader normalised (a skipped hint line, a dropped repeated column...).
+    for note in (error or parsed).notes:
+        st.info(f"While reading the file: {note}.")
 
     if error is not None:
         st.error(f"{uploaded.name}: {error}")

@@ -7,13 +7,12 @@ downstream tasks use to save statistics, alert and split the file.
 
 from __future__ import annotations
 
-import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlsys import rowchecks
+from mlsys import csvfile, rowchecks
 from mlsys.features import FeatureSpec, load_feature_spec
 
 NONE, LOW, MEDIUM, HIGH = "none", "low", "medium", "high"
@@ -39,12 +38,6 @@ class ValidationConfig:
         return cls(**{k: Path(v) if k in paths else v for k, v in data.items()})
 
 
-def _count_data_lines(path: Path) -> int:
-    """Rows of a file pandas cannot parse: non-blank lines after the header."""
-    lines = [line for line in path.read_bytes().splitlines() if line.strip()]
-    return max(len(lines) - 1, 0)
-
-
 def _issue(error_type: str, column: str, level: str, rows: int, description: str) -> dict:
     return {
         "error_type": error_type,
@@ -55,9 +48,12 @@ def _issue(error_type: str, column: str, level: str, rows: int, description: str
     }
 
 
-def unreadable_result(path: Path, message: str) -> dict[str, Any]:
-    rows = _count_data_lines(path)
-    rule = rowchecks.EMPTY_FILE if rows == 0 else rowchecks.UNREADABLE_FILE
+def unreadable_result(
+    path: Path, message: str, *, rule: str | None = None, rows: int | None = None,
+    notes: list[str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    rows = csvfile.count_data_lines(path) if rows is None else rows
+    rule = rule or (rowchecks.EMPTY_FILE if rows == 0 else rowchecks.UNREADABLE_FILE)
     return {
         "file": path.name,
         "rows_total": rows,
@@ -73,22 +69,18 @@ def unreadable_result(path: Path, message: str) -> dict[str, Any]:
         "drift": [],
         "feature_stats": [],
         "criticality": HIGH,
+        "notes": list(notes or []),
     }
 
 
 def validate_file(path: Path, config: ValidationConfig) -> dict[str, Any]:
     """Judge one raw CSV file. Never raises for bad content: that is what it reports."""
-    import pandas as pd
-
     spec = load_feature_spec(config.schema_path, target=config.target)
     try:
-        raw = rowchecks.read_raw_csv(path)
-    except pd.errors.EmptyDataError:
-        return unreadable_result(path, "the file is empty (not even a header)")
-    except UnicodeDecodeError as exc:
-        return unreadable_result(path, f"not UTF-8 text: byte {exc.start} cannot be decoded")
-    except (pd.errors.ParserError, csv.Error) as exc:
-        return unreadable_result(path, f"not a well-formed CSV: {exc}".strip())
+        table = csvfile.read_csv(path)
+    except csvfile.CsvRefused as exc:
+        return unreadable_result(path, exc.reason, rule=exc.rule, rows=exc.rows, notes=exc.notes)
+    raw = table.frame
 
     checks = rowchecks.check_rows(raw, spec)
     bad_rows: dict[str, list[dict[str, str]]] = {}
@@ -153,6 +145,7 @@ def validate_file(path: Path, config: ValidationConfig) -> dict[str, Any]:
         "tfdv_anomalies": anomalies,
         "drift": drift,
         "feature_stats": feature_stats,
+        "notes": table.notes,  # what the reader normalised (a skipped hint line, ...)
     }
     result["criticality"] = criticality(result)
     return result
@@ -217,7 +210,7 @@ def _windowed_drift(good, config: ValidationConfig) -> list[dict[str, Any]]:
             break
         try:
             frame = rowchecks.read_raw_csv(path)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        except csvfile.CsvRefused:
             continue
         frames.append(frame)
         rows += len(frame)

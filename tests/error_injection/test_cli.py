@@ -7,11 +7,10 @@ import os
 import subprocess
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from error_injection import cli, errors
-from mlsys import rowchecks
+from mlsys import csvfile, rowchecks
 from tests.conftest import APP_PYTHON
 
 
@@ -62,8 +61,9 @@ def test_every_file_shows_the_row_checks_exactly_what_its_manifest_says(
         manifest = json.loads((default_run / "manifests" / f"{path.stem}.json").read_text())
         try:
             frame = rowchecks.read_raw_csv(path)
-        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        except csvfile.CsvRefused as exc:
             assert manifest["unusable"], f"{path.name}: {exc}"
+            assert exc.rule in [i["check"] for i in manifest["injections"]], path.name
             continue
         assert settings.target_column not in frame.columns, path.name
         checks = rowchecks.check_rows(frame, spec)

@@ -111,27 +111,47 @@ def test_a_flood_of_bad_values_is_counted_but_listed_only_in_part(info, applicat
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        (b"", "The file is empty."),
-        (b"  \n\n", "The file is empty."),
-        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not a CSV file: it contains binary data"),
-        ("sex,age\nmännlich,30\n".encode("latin-1"), "not a UTF-8 text CSV file"),
-        (b'sex,age\n"male,30\n', "not a valid CSV file"),
+        (b"", "The file is empty (0 bytes): not even a header."),
+        (b"  \n\n", "The file holds only blank lines: not even a header."),
+        (
+            b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+            "Line 3, byte offset 8 is a NUL byte: this is binary",
+        ),
+        ("sex,age\nm\u00e4le,30\n".encode("cp1252"), "the line would read 'mäle,30'"),
+        (b"sex;age\nmale;30\n", "The fields are separated by semicolons (';'), not commas"),
+        (b'sex,age\n"male,30\n', "Line 2 opens a quoted field that is never closed"),
         (b"sex,age\n", "header but no rows"),
-        (b"sex,sex\nmale,male\n", "Columns appear more than once: sex"),
-        (b"sex,,age\nmale,1,30\n", "Column 2 of the header has no name"),
         (
             b"a,b\n1,2\n1,2,3\n1\n",
-            "The header has 2 columns but 2 rows do not: row 2 has 3, row 3 has 1",
+            "The header (line 1) has 2 fields but 2 of 3 data lines do not: line 3 has 3, line 4 has 1.",
         ),
     ],
 )
 def test_files_that_are_not_usable_csv_are_refused_with_the_reason(info, data, expected):
+    """The reasons are those of the ingestion's reader (`mlsys.csvfile`), as sentences."""
     assert expected in str(refused(data, info))
 
 
-def test_a_semicolon_file_gets_a_hint(info, applications):
-    data = applications.iloc[:2].to_csv(index=False, sep=";").encode()
-    assert "is the file separated by commas?" in str(refused(data, info))
+def test_shapes_the_reader_normalises_are_predicted_with_its_notes(info, applications):
+    """Excel's hint line, trailing delimiters and a repeated column are read as the ingestion
+    reads them, and the user is told how."""
+    frame = applications.iloc[:3]
+    semicolons = b"sep=;\r\n" + frame.to_csv(index=False, sep=";", lineterminator=";\r\n").encode()
+    parsed = logic.parse_upload(semicolons, info.features, max_bytes=MB)
+    assert parsed.rows == 3 and parsed.records[0]["age"] == int(frame.iloc[0]["age"])
+    assert [n.split(":")[0] for n in parsed.notes] == [
+        "line 1 is Excel's 'sep=;' hint",
+        "the header ends with a delimiter (column 10 has no name and no value)",
+    ]
+    repeated = pd.concat([frame, frame["age"] + 1], axis=1)
+    parsed = logic.parse_upload(csv_of(repeated), info.features, max_bytes=MB)
+    assert [r["age"] for r in parsed.records] == frame["age"].tolist()  # the first 'age'
+    assert parsed.notes == [
+        "column 'age' appears more than once: column 10 was dropped (its values differ from "
+        "column 9's in 3 rows)"
+    ]
+    error = refused(csv_of(repeated.assign(sex="x")), info)  # refused later on: notes kept
+    assert error.notes == parsed.notes
 
 
 def test_a_file_over_the_limit_is_refused_before_parsing(info, applications):

@@ -182,8 +182,8 @@ def _bad_types(frame: pd.DataFrame) -> bytes:
          "unexpected column: risk"),
         ("types.csv", _bad_types,
          "3 invalid values in 3 rows: age (row 3); purpose (row 11); credit_amount (row 12)"),
-        ("empty.csv", lambda f: b"", "The file is empty."),
-        ("photo.csv", lambda f: b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00", "not a CSV file"),
+        ("empty.csv", lambda f: b"", "The file is empty (0 bytes): not even a header."),
+        ("photo.csv", lambda f: b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00", "this is binary data, not CSV text"),
         ("huge.csv", lambda f: pd.concat([f] * 30).to_csv(index=False).encode(),
          "over the limit of 1 MB"),
     ],
@@ -206,6 +206,20 @@ def test_a_bad_csv_is_refused_with_the_problem_and_nothing_is_sent(
             (11, "purpose"),
             (12, "credit_amount"),
         ]
+
+
+def test_an_excel_export_is_read_and_the_user_told_how(api_url, use_api, ui_db):
+    """The same reader as the ingestion: the issue's Excel file (a `sep=,` line, CRLF)."""
+    from tests.data.csv_shapes import case_file
+
+    use_api(api_url)
+    at = upload(app(), "excel.csv", case_file("excel_sep_hint_line.csv"))
+    assert_no_exception(at)
+    assert [i.value for i in at.info] == [
+        "While reading the file: line 1 is Excel's 'sep=,' hint: skipped, fields split on ','."
+    ]
+    assert any("20 rows, all valid" in m.value for m in at.markdown)
+    assert count_predictions(ui_db) == 0
 
 
 def _upload_records(api_url: str, applications, rows: int) -> list[dict]:

@@ -191,18 +191,67 @@ def test_unusable_files_are_judged_without_tfdv(tmp_path: Path, clean, settings)
     clean.iloc[:7].to_csv(semi, index=False, sep=";")
     result = validate_file(semi, _config(tmp_path, settings))
     assert (result["rows_invalid"], result["criticality"], result["unusable"]) == (7, "high", True)
-    assert "wrong_delimiter" in {i["error_type"] for i in result["issues"]}
+    assert [i["error_type"] for i in result["issues"]] == ["wrong_delimiter"]
+    assert "separated by semicolons (';')" in result["parse_error"]
 
     utf16 = tmp_path / "utf16.csv"
     utf16.write_text(clean.iloc[:3].to_csv(index=False), encoding="utf-16")
     result = validate_file(utf16, _config(tmp_path, settings))
-    assert result["parse_error"].startswith("not UTF-8") and result["criticality"] == "high"
-    assert [i["error_type"] for i in result["issues"]] == ["unreadable_file"]
+    assert "UTF-16" in result["parse_error"] and result["criticality"] == "high"
+    assert (result["rows_total"], result["rows_invalid"]) == (3, 3)
+    assert [i["error_type"] for i in result["issues"]] == ["undecodable_text"]
+
+    ragged = tmp_path / "ragged.csv"
+    lines = clean.iloc[:5].to_csv(index=False).splitlines()
+    lines[3] += ",extra"
+    ragged.write_text("sep=,\n" + "\n".join(lines) + "\n")
+    result = validate_file(ragged, _config(tmp_path, settings))
+    assert [i["error_type"] for i in result["issues"]] == ["ragged_rows"]
+    assert (result["rows_total"], result["rows_invalid"]) == (5, 5)
+    assert "line 5 has 10" in result["parse_error"]
+    assert result["notes"] == ["line 1 is Excel's 'sep=,' hint: skipped, fields split on ','"]
 
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
     result = validate_file(empty, _config(tmp_path, settings))
     assert (result["rows_total"], result["issues"][0]["error_type"]) == (0, "empty_file")
+
+
+@pytest.mark.parametrize(
+    ("name", "rows", "valid"),
+    [
+        ("trailing_comma_every_row.csv", 12, 12),
+        ("excel_sep_hint_line.csv", 20, 20),
+        ("LOANS_EXPORT.CSV", 20, 20),
+        ("loan applications (1).csv", 20, 19),  # row 2: housing 'castle'
+    ],
+)
+def test_the_issue_files_are_validated_with_their_rows(tfdv_worker, data_dir, name, rows, valid):
+    """The files of issue 13 (tests/data/cases/ingestion) through the real validation."""
+    from pipelines.config import load_pipeline_settings
+    from pipelines.ingestion.tasks import validation_config
+    from pipelines.ingestion.tfdv_worker import validate_via_worker
+    from tests.data.csv_shapes import case_file
+
+    path = data_dir / "raw-data" / name
+    path.write_bytes(case_file(name))
+    config = validation_config(load_pipeline_settings({"DATA_DIR": str(data_dir)}))
+    result = validate_via_worker(tfdv_worker, str(path), config)
+    assert (result["rows_total"], result["rows_valid"]) == (rows, valid), result["issues"]
+    assert result["parse_error"] is None and not result["unusable"]
+    out = split.split_file(path, result, data_dir / "good_data", data_dir / "bad_data")
+    assert (out["good_rows"], out["bad_rows"]) == (valid, rows - valid)
+    good = rowchecks.read_raw_csv(data_dir / "good_data" / name)
+    assert list(good.columns) == get_feature_spec().names
+    if name.startswith("trailing"):
+        assert (good.loc[0, "sex"], good.loc[0, "job"], good.loc[0, "age"]) == ("male", "2", "67")
+
+
+def test_the_report_says_what_the_reader_normalised():
+    notes = ["line 1 is Excel's 'sep=,' hint: skipped, fields split on ','"]
+    html = report.render_report(_result("hint.csv", 20, {}, notes=notes))
+    assert "Reading the file" in html and "line 1 is Excel&#39;s &#39;sep=,&#39; hint" in html
+    assert "Reading the file" not in report.render_report(_result("plain.csv", 20, {}))
 
 
 def test_abandoned_claims_go_back_to_raw_data_and_live_ones_stay(tmp_path: Path):
