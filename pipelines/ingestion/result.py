@@ -187,14 +187,18 @@ class ValidationResult:
         """JSON-ready (what the XCom holds)."""
         data = asdict(self)
         data["criticality"] = self.criticality.value
+        data["rows_valid"] = self.rows_valid  # derived, for whoever reads the XCom
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ValidationResult:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
+        data = dict(data)
+        valid = data.pop("rows_valid", None)
+        unknown = set(data) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"unknown validation result fields: {sorted(unknown)}")
+        if valid is not None and valid != data["rows_total"] - data["rows_invalid"]:
+            raise ValueError(f"rows_valid={valid} is not rows_total - rows_invalid")
         return cls(
             **data
             | {
