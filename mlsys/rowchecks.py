@@ -165,10 +165,12 @@ def check_rows(frame, spec: FeatureSpec) -> RowCheckResult:
 
     index = frame.index.to_numpy()
     parts: list[tuple[Any, str, str, Any]] = []  # (positions, rule, column, values)
+    row_key = np.zeros(len(frame), dtype=np.int64)
     for feature in spec.features:
         if feature.name not in columns:
             continue  # optional and absent
         codes, uniques = pd.factorize(frame[feature.name])
+        row_key = _combine(row_key, codes, len(uniques))
         # One entry per distinct value, plus a last one for a missing cell (code -1).
         raw = np.array([str(u) for u in uniques] + [""], dtype=object)
         text = np.array([u.strip() for u in raw], dtype=object)
@@ -200,8 +202,8 @@ def check_rows(frame, spec: FeatureSpec) -> RowCheckResult:
             high = feature.maximum if feature.maximum is not None else np.inf
             add(ok & ((numbers < low) | (numbers > high)), OUT_OF_RANGE)
 
-    present_names = [n for n in spec.names if n in columns]
-    duplicated = np.flatnonzero(frame[present_names].duplicated(keep="first").to_numpy())
+    # A row is a copy of an earlier one when every feature's value is: its combined code.
+    duplicated = np.flatnonzero(pd.Series(row_key).duplicated(keep="first").to_numpy())
     if duplicated.size:
         parts.append((duplicated, DUPLICATE_ROW, "", np.full(duplicated.size, "", dtype=object)))
     if parts:
@@ -224,3 +226,13 @@ def check_rows(frame, spec: FeatureSpec) -> RowCheckResult:
              "value": values[order]}
         )  # fmt: skip
     return result
+
+
+def _combine(key, codes, n_uniques: int):
+    """One integer per distinct (previous key, value) pair, below the number of rows: the
+    features' codes combined without the frame copy and hashing of DataFrame.duplicated."""
+    import numpy as np
+    import pandas as pd
+
+    combined = key * (n_uniques + 1) + (codes.astype(np.int64) + 1)  # code -1: missing
+    return pd.factorize(combined)[0].astype(np.int64)

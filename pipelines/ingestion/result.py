@@ -167,6 +167,8 @@ class ValidationResult:
     sample: tuple[Reason, ...] = ()
     # Every bad row's reasons (row, rule, column, value), sorted by row; None: no per-row file.
     reasons_path: str | None = None
+    # Valid rows TFDV judged (statistics, anomalies, drift): all, or a uniform sample.
+    tfdv_rows: int = 0
     # What the reader had to interpret (a `sep=` line, a BOM...): shown in the report.
     notes: tuple[str, ...] = field(default=())
 

@@ -40,6 +40,7 @@ def test_the_worker_answers_health_while_it_validates(tfdv_worker, data_dir):
     path = data_dir / "raw-data" / "long.csv"
     expected = write_large_file(path, 400_000, 0.1)
     config = validation_config(load_pipeline_settings({"DATA_DIR": str(data_dir)}))
+    config |= {"tfdv_max_rows": 100_000}  # TFDV judges a sample; the row checks every row
     outcome: dict = {}
 
     def post() -> None:
@@ -58,6 +59,7 @@ def test_the_worker_answers_health_while_it_validates(tfdv_worker, data_dir):
     assert slowest < 2.0
     result = ValidationResult.from_dict(outcome["result"])
     assert (result.rows_total, result.rows_invalid) == (expected["rows"], expected["bad_rows"])
+    assert result.tfdv_rows == 100_000 and {d.window_rows for d in result.drift} == {100_000}
 
 
 @pytest.fixture
