@@ -59,14 +59,20 @@ class ValidationConfig:
         return cls(**{k: Path(v) if k in paths else v for k, v in data.items()})
 
 
-def count_data_lines(path: Path) -> int:
-    """Rows of a file that is not parsed: non-blank lines after the header, read in blocks
-    (memory bounded whatever the file's size). A quoted field spanning lines counts twice."""
-    lines = 0
+def count_data_lines(path: Path, block_bytes: int = 1 << 20) -> int:
+    """Rows of a file that is not parsed: non-blank lines after the header, read in blocks of
+    `block_bytes` (memory bounded whatever the file's size or line length). A quoted field
+    spanning lines counts once per line."""
+    lines, pending = 0, False  # pending: the line being read so far is not blank
     with open(path, "rb") as src:
-        for line in src:
-            if line.strip():
-                lines += 1
+        while block := src.read(block_bytes):
+            parts = block.split(b"\n")
+            for part in parts[:-1]:
+                if pending or part.strip():
+                    lines += 1
+                pending = False
+            pending = pending or bool(parts[-1].strip())
+    lines += pending
     return max(lines - 1, 0)
 
 
@@ -77,7 +83,7 @@ def whole_file_result(
     rows = count_data_lines(path) if rows is None else rows
     if rule == rowchecks.UNREADABLE_FILE and rows == 0:
         rule = rowchecks.EMPTY_FILE
-    description = f"{DESCRIPTIONS[rule]}: {message}"
+    description = f"{DESCRIPTIONS.get(rule, 'the file cannot be read as CSV')}: {message}"
     return ValidationResult(
         file=path.name,
         rows_total=rows,

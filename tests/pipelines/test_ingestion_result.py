@@ -31,6 +31,7 @@ from pipelines.ingestion.result import (
 from pipelines.ingestion.validate import (
     FILE_TOO_LARGE,
     ValidationConfig,
+    count_data_lines,
     criticality,
     row_verdict,
     validate_file,
@@ -233,3 +234,19 @@ def test_the_size_limit_and_worker_timeout_are_settings():
     assert (defaults.ingest_max_file_mb, defaults.tfdv_worker_timeout_s) == (200, 180.0)
     with pytest.raises(ConfigError, match="INGEST_MAX_FILE_MB"):
         load_pipeline_settings({"INGEST_MAX_FILE_MB": "0"})
+
+
+@pytest.mark.parametrize(
+    ("content", "rows"),
+    [
+        (b"a,b\n1,2\n\n3,4", 2),
+        (b"a\n  \n1\n2\n\n", 2),
+        (b"", 0),
+        (b"a", 0),
+        (b"a\r\n1\r\n2\r\n", 2),
+    ],
+)
+def test_rows_of_a_file_not_parsed_are_counted_in_blocks(tmp_path: Path, content, rows):
+    path = tmp_path / "f.csv"
+    path.write_bytes(content)
+    assert {count_data_lines(path, block_bytes=size) for size in (1, 2, 3, 1 << 20)} == {rows}
