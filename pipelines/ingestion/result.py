@@ -21,14 +21,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from mlsys.rowchecks import Reason
+from mlsys.rowchecks import REASON_FIELDS, Reason
 
 # The report shows this many bad rows (the first ones); the rest are in bad_data.
 SAMPLE_ROWS = 100
 # Values quoted in the result (sample, examples) are cut to this many characters, so that one
 # huge cell cannot make the XCom large; the reasons file and bad_data keep them whole.
 MAX_VALUE_CHARS = 100
-REASON_COLUMNS = ("row", "rule", "column", "value")
+REASON_COLUMNS = REASON_FIELDS  # the reasons file's header: row, rule, column, value
 
 
 class Criticality(StrEnum):
@@ -70,7 +70,8 @@ class Criticality(StrEnum):
 _RANKS = {level: rank for rank, level in enumerate(Criticality)}
 
 
-def _short(value: str) -> str:
+def short_value(value: str) -> str:
+    """A value as quoted in the result (examples, sample): at most MAX_VALUE_CHARS."""
     return value if len(value) <= MAX_VALUE_CHARS else value[: MAX_VALUE_CHARS - 1] + "\u2026"
 
 
@@ -236,13 +237,8 @@ def sample_of(reasons: Iterable[Reason], rows: int = SAMPLE_ROWS) -> tuple[Reaso
             seen, last = seen + 1, r.row
             if seen > rows:
                 break
-        kept.append(Reason(r.row, r.rule, r.column, _short(r.value)))
+        kept.append(Reason(r.row, r.rule, r.column, short_value(r.value)))
     return tuple(kept)
-
-
-def short_value(value: str) -> str:
-    """A value as quoted in the result (examples, sample)."""
-    return _short(value)
 
 
 # --- the reasons file ------------------------------------------------------------------------
@@ -277,9 +273,13 @@ def read_reason_chunks(path: Path, chunk_reasons: int = 200_000) -> Iterator[Any
     import pandas as pd
 
     with open(path, newline="", encoding="utf-8") as src:
-        header = tuple(csv.reader([src.readline().rstrip("\n")], delimiter="\t").__next__())
+        header = tuple(next(csv.reader([src.readline().rstrip("\n")], delimiter="\t"), ()))
         if header != REASON_COLUMNS:
             raise ValueError(f"{path.name}: not a reasons file (header {header!r})")
+        if not src.read(1):
+            return  # a header and no reason
+        src.seek(0)
+        src.readline()
         reader = pd.read_csv(
             src, sep="\t", names=list(REASON_COLUMNS), header=None, chunksize=chunk_reasons,
             dtype={"row": "int64", "rule": str, "column": str, "value": str},
