@@ -187,9 +187,8 @@ def check_rows(frame, spec: FeatureSpec) -> RowCheckResult:
         if feature.kind is Kind.CATEGORICAL:
             add(present & ~np.isin(text, list(feature.values)), UNKNOWN_CATEGORY)
             continue
-        numbers = pd.to_numeric(pd.Series(np.where(present, text, None)), errors="coerce").to_numpy(
-            dtype=float
-        )
+        parsed = pd.to_numeric(pd.Series(np.where(present, text, None)), errors="coerce")
+        numbers = parsed.to_numpy(dtype=float)
         not_number = present & np.isnan(numbers)
         add(not_number, NOT_A_NUMBER)
         ok = present & ~not_number
