@@ -127,9 +127,9 @@ def split_file(
     claimed: Path, result: ValidationResult, good_dir: Path, bad_dir: Path
 ) -> SplitOutcome:
     """Good rows -> good_dir/<name> (extra columns dropped), bad rows with their reasons ->
-    bad_dir/<name> (`_source_row` first, `_errors` JSON last); a file that was not read (unparseable,
-    empty, too large) goes to bad_dir as it is, with its reasons beside it. The claimed file
-    (and its reasons file) is removed only after every write succeeded.
+    bad_dir/<name> (`_source_row` first, `_errors` JSON last); a file that was not read
+    (unparseable, empty, too large) goes to bad_dir as it is, with its reasons beside it. The
+    claimed file (and its reasons file) is removed only after every write succeeded.
 
     Raises RowsNotConserved when good + bad rows would not equal the validated rows (nothing
     is moved then). Idempotent: a retry after the claimed file is gone reports the outputs.

@@ -101,8 +101,9 @@ def test_one_criticality_type_for_validation_settings_alerts_and_sql(db_conn):
             )
         with pytest.raises(psycopg2.errors.ForeignKeyViolation):
             cur.execute(
-                """INSERT INTO ingestion_files (file_name, rows_total, rows_valid, rows_invalid,
-                                                criticality) VALUES ('x.csv', 1, 1, 0, 'critical')"""
+                """INSERT INTO ingestion_files
+                   (file_name, rows_total, rows_valid, rows_invalid, criticality)
+                   VALUES ('x.csv', 1, 1, 0, 'critical')"""
             )
     for level in levels:
         settings = load_pipeline_settings({"ALERT_MIN_CRITICALITY": level.value.upper()})
