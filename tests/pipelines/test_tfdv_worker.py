@@ -157,3 +157,26 @@ def test_a_busy_or_absent_worker_makes_the_task_validate_by_itself(serve, tmp_pa
     for url in (busy, absent):
         result = validate_claimed(str(path), config, url, timeout_s=5)
         assert result["issues"][0]["error_type"] == FILE_TOO_LARGE
+
+
+def test_one_validation_at_a_time_and_a_second_request_is_told_busy(worker_here, tmp_path):
+    # Refused unread for its size, yet its rows are counted: a few seconds of real work.
+    path = tmp_path / "huge--1.csv"
+    with open(path, "wb") as out:
+        for _ in range(60):
+            out.write(b"a\n" * (1 << 20))  # 120 MB of short lines
+    config = validation_config(load_pipeline_settings({"DATA_DIR": str(tmp_path)}))
+    config |= {"max_file_mb": 1}
+    first: dict = {}
+    thread = threading.Thread(
+        target=lambda: first.update(validate_via_worker(worker_here, str(path), config, 60))
+    )
+    thread.start()
+    deadline = time.monotonic() + 30
+    while _health(worker_here)[0]["validating"] != path.name:
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.01)
+    with pytest.raises(WorkerUnavailable, match="busy"):  # the worker's queue_s is 0
+        validate_via_worker(worker_here, str(path), config, timeout_s=5)
+    thread.join()
+    assert first["rows_total"] == 60 * (1 << 20) - 1
