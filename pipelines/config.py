@@ -11,9 +11,16 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from mlsys.config import ROOT, ConfigError, Settings, env_int, get_settings, load_settings
-
-CRITICALITIES = ("none", "low", "medium", "high")
+from mlsys.config import (
+    ROOT,
+    ConfigError,
+    Settings,
+    env_float,
+    env_int,
+    get_settings,
+    load_settings,
+)
+from pipelines.ingestion.result import Criticality
 
 
 @dataclass(frozen=True)
@@ -22,9 +29,13 @@ class PipelineSettings:
     tfdv_python: Path
     tfdv_worker_port: int
     tfdv_worker_url: str
+    # Seconds validate_data waits for the worker's answer before validating by itself.
+    tfdv_worker_timeout_s: float
+    # Files larger than this go to bad_data whole, unread.
+    ingest_max_file_mb: int
     teams_webhook_url: str | None
     teams_format: str  # 'adaptive' (Workflows webhooks) | 'messagecard' (legacy connectors)
-    alert_min_criticality: str
+    alert_min_criticality: Criticality
     report_base_url: str
     drift_window_rows: int
     drift_min_rows: int
@@ -45,11 +56,12 @@ def load_pipeline_settings(env: dict[str, str] | None = None) -> PipelineSetting
     teams_format = env.get("TEAMS_FORMAT", "adaptive").strip().lower() or "adaptive"
     if teams_format not in ("adaptive", "messagecard"):
         raise ConfigError(f"TEAMS_FORMAT={teams_format!r} must be 'adaptive' or 'messagecard'")
-    level = env.get("ALERT_MIN_CRITICALITY", "low").strip().lower() or "low"
-    if level not in CRITICALITIES:
-        raise ConfigError(
-            f"ALERT_MIN_CRITICALITY={level!r} must be one of {', '.join(CRITICALITIES)}"
+    try:
+        level = Criticality.parse(
+            env.get("ALERT_MIN_CRITICALITY", "").strip() or "low", setting="ALERT_MIN_CRITICALITY"
         )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return PipelineSettings(
         core=core,
         tfdv_python=Path(env.get("TFDV_PYTHON", "").strip() or venvs / "tfdv" / "bin" / "python"),
@@ -57,6 +69,10 @@ def load_pipeline_settings(env: dict[str, str] | None = None) -> PipelineSetting
         tfdv_worker_url=(
             env.get("TFDV_WORKER_URL", "").strip().rstrip("/") or f"http://127.0.0.1:{worker_port}"
         ),
+        tfdv_worker_timeout_s=env_float(
+            env, "TFDV_WORKER_TIMEOUT_S", 180.0, low=1.0, high=24 * 3600.0
+        ),
+        ingest_max_file_mb=env_int(env, "INGEST_MAX_FILE_MB", 200, low=1, high=1_000_000),
         teams_webhook_url=env.get("TEAMS_WEBHOOK_URL", "").strip() or None,
         teams_format=teams_format,
         alert_min_criticality=level,

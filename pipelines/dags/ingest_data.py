@@ -25,8 +25,8 @@ TFDV_PYTHON = str(get_pipeline_settings().tfdv_python)
     doc_md=__doc__,
 )
 def ingest_data():
-    # Dict results travel as one XCom (not one per key), and the validation result, which can
-    # list every bad row, is not copied into the task log every minute.
+    # Dict results travel as one XCom (not one per key). The validation result is small (counts,
+    # a sample, a pointer to the reasons file), but not worth copying into the log every minute.
     @task(multiple_outputs=False)
     def read_data() -> dict:
         from pipelines.ingestion import tasks
@@ -34,8 +34,7 @@ def ingest_data():
         claimed = tasks.read_data(get_pipeline_settings())
         if claimed is None:
             raise AirflowSkipException("raw-data has no file to ingest")
-        return claimed | {"config": tasks.validation_config(get_pipeline_settings()),
-                          "worker_url": get_pipeline_settings().tfdv_worker_url}  # fmt: skip
+        return claimed | tasks.validation_request(get_pipeline_settings())
 
     @task.external_python(
         python=TFDV_PYTHON,
@@ -46,7 +45,9 @@ def ingest_data():
     def validate_data(claimed: dict) -> dict:
         from pipelines.ingestion.tfdv_worker import validate_claimed
 
-        return validate_claimed(claimed["path"], claimed["config"], claimed["worker_url"])
+        return validate_claimed(
+            claimed["path"], claimed["config"], claimed["worker_url"], claimed["worker_timeout_s"]
+        )
 
     @task
     def save_statistics(result: dict) -> int:

@@ -13,12 +13,22 @@ import re
 from typing import Any
 
 from mlsys.redact import redact, redact_url
+from pipelines.ingestion.result import Criticality, ValidationResult
 
 log = logging.getLogger(__name__)
 
-COLORS = {"none": "2E7D32", "low": "689F38", "medium": "EF6C00", "high": "C62828"}
-ADAPTIVE_COLORS = {"none": "Good", "low": "Good", "medium": "Warning", "high": "Attention"}
-LEVELS = ("none", "low", "medium", "high")
+COLORS = {
+    Criticality.NONE: "2E7D32",
+    Criticality.LOW: "689F38",
+    Criticality.MEDIUM: "EF6C00",
+    Criticality.HIGH: "C62828",
+}
+ADAPTIVE_COLORS = {
+    Criticality.NONE: "Good",
+    Criticality.LOW: "Good",
+    Criticality.MEDIUM: "Warning",
+    Criticality.HIGH: "Attention",
+}
 TOP_ISSUES = 8
 # Characters that start markdown emphasis, links, code, headings or tables in Teams. Links
 # need `[`: escaping the brackets is enough to keep `[text](url)` from the data inert.
@@ -36,47 +46,40 @@ def escape(value: Any) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def should_alert(criticality: str, minimum: str) -> bool:
-    return LEVELS.index(criticality) >= LEVELS.index(minimum) and criticality != "none"
+def should_alert(criticality: Criticality, minimum: Criticality) -> bool:
+    """At least `minimum`; a clean file (none) never pages anybody."""
+    return criticality >= minimum and criticality is not Criticality.NONE
 
 
-def summary_lines(result: dict[str, Any]) -> list[str]:
+def summary_lines(result: ValidationResult) -> list[str]:
     lines = [
-        f"{result['rows_invalid']} of {result['rows_total']} rows invalid",
+        f"{result.rows_invalid} of {result.rows_total} rows invalid",
     ]
-    if result.get("parse_error"):
-        lines.append(f"parse error: {escape(result['parse_error'])}")
-    examples: dict[tuple[str, str], str] = {}
-    for reasons in result["bad_rows"].values():
-        for x in reasons:
-            if x["value"]:
-                examples.setdefault((x["rule"], x["column"]), x["value"])
-    issues = sorted(result["issues"], key=lambda i: (-i["row_count"], i["error_type"]))
+    if result.parse_error:
+        lines.append(f"not read: {escape(result.parse_error)}")
+    issues = sorted(result.issues, key=lambda i: (-i.row_count, i.error_type))
     for issue in issues[:TOP_ISSUES]:
-        where = f" in {escape(issue['column'])}" if issue["column"] else ""
-        example = examples.get((issue["error_type"], issue["column"]))
-        eg = f' (e.g. "{escape(example[:60])}")' if example else ""
-        lines.append(f"{escape(issue['error_type'])}{where}: {issue['row_count']} rows{eg}")
+        where = f" in {escape(issue.column)}" if issue.column else ""
+        eg = f' (e.g. "{escape(issue.example[:60])}")' if issue.example else ""
+        lines.append(f"{escape(issue.error_type)}{where}: {issue.row_count} rows{eg}")
     if len(issues) > TOP_ISSUES:
         lines.append(f"and {len(issues) - TOP_ISSUES} more issues in the report")
-    drifting = [d for d in result["drift"] if d["status"] == "drift"]
+    drifting = [d for d in result.drift if d.status == "drift"]
     if drifting:
-        lines.append(
-            "drift: " + ", ".join(f"{escape(d['feature'])} {d['value']:.2f}" for d in drifting)
-        )
+        lines.append("drift: " + ", ".join(f"{escape(d.feature)} {d.value:.2f}" for d in drifting))
     return lines
 
 
-def adaptive_card(result: dict[str, Any], report_url: str) -> dict[str, Any]:
-    crit = result["criticality"]
+def adaptive_card(result: ValidationResult, report_url: str) -> dict[str, Any]:
+    crit = result.criticality
     body = [
         {"type": "TextBlock", "size": "Large", "weight": "Bolder", "wrap": True,
-         "text": f"Data quality: {crit.upper()} - {escape(result['file'])}",
+         "text": f"Data quality: {crit.upper()} - {escape(result.file)}",
          "color": ADAPTIVE_COLORS[crit]},
         {"type": "FactSet", "facts": [
-            {"title": "Criticality", "value": crit},
-            {"title": "Rows", "value": str(result["rows_total"])},
-            {"title": "Invalid rows", "value": str(result["rows_invalid"])},
+            {"title": "Criticality", "value": crit.value},
+            {"title": "Rows", "value": str(result.rows_total)},
+            {"title": "Invalid rows", "value": str(result.rows_invalid)},
         ]},
         {"type": "TextBlock", "wrap": True, "text": "\n\n".join(f"- {x}" for x in summary_lines(result))},
     ]  # fmt: skip
@@ -100,19 +103,19 @@ def adaptive_card(result: dict[str, Any], report_url: str) -> dict[str, Any]:
     }
 
 
-def message_card(result: dict[str, Any], report_url: str) -> dict[str, Any]:
+def message_card(result: ValidationResult, report_url: str) -> dict[str, Any]:
     import pymsteams
 
     card = pymsteams.connectorcard(hookurl="")
-    card.title(f"Data quality: {result['criticality'].upper()} - {escape(result['file'])}")
-    card.summary(f"Data quality {result['criticality']}")
+    card.title(f"Data quality: {result.criticality.upper()} - {escape(result.file)}")
+    card.summary(f"Data quality {result.criticality.value}")
     card.text("<br>".join(summary_lines(result)))
-    card.color(COLORS[result["criticality"]])
+    card.color(COLORS[result.criticality])
     card.addLinkButton("Open the report", report_url)
     return {"@type": "MessageCard", "@context": "https://schema.org/extensions"} | card.payload
 
 
-def build_payload(result: dict[str, Any], report_url: str, fmt: str) -> dict[str, Any]:
+def build_payload(result: ValidationResult, report_url: str, fmt: str) -> dict[str, Any]:
     return (
         adaptive_card(result, report_url) if fmt == "adaptive" else message_card(result, report_url)
     )
@@ -148,11 +151,19 @@ def post(url: str, payload: dict[str, Any], *, timeout_s: float = 10.0) -> int:
 
 
 def send_alert(
-    result: dict[str, Any], *, report_url: str, webhook_url: str | None, fmt: str, minimum: str
+    result: ValidationResult,
+    *,
+    report_url: str,
+    webhook_url: str | None,
+    fmt: str,
+    minimum: Criticality,
 ) -> dict[str, Any]:
     """Post the alert if the file deserves one; never fails for a missing webhook."""
-    if not should_alert(result["criticality"], minimum):
-        return {"sent": False, "reason": f"criticality {result['criticality']} below {minimum}"}
+    if not should_alert(result.criticality, minimum):
+        return {
+            "sent": False,
+            "reason": f"criticality {result.criticality.value} below {Criticality(minimum).value}",
+        }
     payload = build_payload(result, report_url, fmt)
     if not webhook_url:
         log.warning("no TEAMS_WEBHOOK_URL configured; alert not sent: %s", summary_lines(result))

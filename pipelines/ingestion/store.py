@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import psycopg2
 from psycopg2.extras import execute_values
+
+from pipelines.ingestion.result import ValidationResult
 
 UPSERT_FILE = """
 INSERT INTO ingestion_files
@@ -20,21 +20,22 @@ RETURNING id
 """
 
 
-def save_statistics(dsn: str, result: dict[str, Any], *, report_path: str | None) -> int:
-    """One row per file plus its issues and drift, in one transaction. A retried task replaces
-    what a previous attempt wrote instead of adding to it. Returns the file's id."""
+def save_statistics(dsn: str, result: ValidationResult, *, report_path: str | None) -> int:
+    """One row per file plus its issues and drift, in one transaction: counts only, however
+    many rows are bad (the rows themselves are in bad_data). A retried task replaces what a
+    previous attempt wrote instead of adding to it. Returns the file's id."""
     conn = psycopg2.connect(dsn)
     try:
         with conn, conn.cursor() as cur:
             cur.execute(
                 UPSERT_FILE,
                 {
-                    "file_name": result["file"],
-                    "rows_total": result["rows_total"],
-                    "rows_valid": result["rows_valid"],
-                    "rows_invalid": result["rows_invalid"],
-                    "criticality": result["criticality"],
-                    "parse_error": result["parse_error"],
+                    "file_name": result.file,
+                    "rows_total": result.rows_total,
+                    "rows_valid": result.rows_valid,
+                    "rows_invalid": result.rows_invalid,
+                    "criticality": result.criticality.value,
+                    "parse_error": result.parse_error,
                     "report_path": report_path,
                 },
             )
@@ -44,27 +45,28 @@ def save_statistics(dsn: str, result: dict[str, Any], *, report_path: str | None
             execute_values(
                 cur,
                 """INSERT INTO data_quality_issues
-                   (file_id, error_type, column_name, level, row_count, description) VALUES %s""",
+                   (file_id, error_type, column_name, level, row_count, description, example)
+                   VALUES %s""",
                 [
                     (
                         file_id,
-                        i["error_type"],
-                        i["column"],
-                        i["level"],
-                        i["row_count"],
-                        i["description"],
+                        i.error_type,
+                        i.column,
+                        i.level,
+                        i.row_count,
+                        i.description,
+                        i.example,
                     )
-                    for i in result["issues"]
-                ],
+                    for i in result.issues
+                ],  # fmt: skip
             )
             execute_values(
                 cur,
                 """INSERT INTO feature_drift
                    (file_id, feature, metric, value, threshold, status, window_rows) VALUES %s""",
                 [
-                    (file_id, d["feature"], d["metric"], d["value"], d["threshold"], d["status"],
-                     d["window_rows"])
-                    for d in result["drift"]
+                    (file_id, d.feature, d.metric, d.value, d.threshold, d.status, d.window_rows)
+                    for d in result.drift
                 ],
             )  # fmt: skip
         return int(file_id)

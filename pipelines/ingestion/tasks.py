@@ -12,6 +12,7 @@ from mlsys.credentials import resolve_secret
 from mlsys.db import psycopg2_dsn
 from pipelines.config import PipelineSettings
 from pipelines.ingestion import alerts, claim, report, split, store
+from pipelines.ingestion.result import ValidationResult
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,16 @@ def read_data(ps: PipelineSettings, rng: random.Random | None = None) -> dict[st
     return {"path": str(path), "file": path.name}
 
 
+def validation_request(ps: PipelineSettings) -> dict[str, Any]:
+    """What `validate_data` needs besides the claimed path: the validation's configuration and
+    how to reach the warm worker (JSON-ready: it travels in the `read_data` XCom)."""
+    return {
+        "config": validation_config(ps),
+        "worker_url": ps.tfdv_worker_url,
+        "worker_timeout_s": ps.tfdv_worker_timeout_s,
+    }
+
+
 def validation_config(ps: PipelineSettings) -> dict[str, Any]:
     from pipelines.ingestion.validate import ValidationConfig
 
@@ -38,6 +49,7 @@ def validation_config(ps: PipelineSettings) -> dict[str, Any]:
         good_data_dir=ps.core.good_data_dir,
         drift_window_rows=ps.drift_window_rows,
         drift_min_rows=ps.drift_min_rows,
+        max_file_mb=ps.ingest_max_file_mb,
     ).to_dict()
 
 
@@ -57,16 +69,18 @@ def report_url(ps: PipelineSettings, file_name: str) -> str:
 
 
 def save_statistics(ps: PipelineSettings, result: dict[str, Any]) -> int:
+    checked = ValidationResult.from_dict(result)
     return store.save_statistics(
-        psycopg2_dsn(ps.core.database_url), result, report_path=report.report_name(result["file"])
+        psycopg2_dsn(ps.core.database_url), checked, report_path=report.report_name(checked.file)
     )
 
 
 def send_alerts(ps: PipelineSettings, result: dict[str, Any]) -> dict[str, Any]:
-    path = report.write_report(result, ps.core.reports_dir)
+    checked = ValidationResult.from_dict(result)
+    path = report.write_report(checked, ps.core.reports_dir)
     outcome = alerts.send_alert(
-        result,
-        report_url=report_url(ps, result["file"]),
+        checked,
+        report_url=report_url(ps, checked.file),
         webhook_url=ps.teams_webhook_url,
         fmt=ps.teams_format,
         minimum=ps.alert_min_criticality,
@@ -78,5 +92,8 @@ def split_and_save_data(
     ps: PipelineSettings, claimed: dict[str, Any], result: dict[str, Any]
 ) -> dict[str, Any]:
     return split.split_file(
-        Path(claimed["path"]), result, ps.core.good_data_dir, ps.core.bad_data_dir
-    )
+        Path(claimed["path"]),
+        ValidationResult.from_dict(result),
+        ps.core.good_data_dir,
+        ps.core.bad_data_dir,
+    ).to_dict()

@@ -1,36 +1,74 @@
 """A warm TFDV process: validates files on request so that runs skip the 15-22 s import.
 
-    .venvs/tfdv/bin/python -m pipelines.ingestion.tfdv_worker --port 8790
+    .venvs/tfdv/bin/python -m pipelines.ingestion.tfdv_worker [--port 8790]
 
 `make up` starts it; the `validate_data` task (in the `tfdv` environment) sends it the claimed
-file's path and falls back to importing TFDV itself when the worker is not reachable, so the
-worker is an optimisation, never a dependency. It listens on 127.0.0.1 only, handles one
-request at a time (TFDV is not shown to be thread-safe), and reads only paths under DATA_DIR.
+file's path and falls back to importing TFDV itself when the worker is not reachable, busy for
+longer than it will wait, or silent past TFDV_WORKER_TIMEOUT_S, so the worker is an
+optimisation, never a dependency, and a task never hangs on it.
+
+It listens on 127.0.0.1 only and reads only paths under DATA_DIR. Each connection has its own
+thread, so `/health` answers while a file is validated; validations run one at a time behind a
+lock (TFDV is not shown to be thread-safe, and two large files at once would double the memory):
+a request waits for the lock up to TFDV_WORKER_QUEUE_S, then gets 503 "busy". A connection that
+sends nothing for TFDV_WORKER_IDLE_TIMEOUT_S is closed. Settings: `WorkerSettings`.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import logging
+import os
+import threading
 import time
 import traceback
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("tfdv_worker")
 
+MAX_REQUEST_BYTES = 1 << 20  # a path and a config: a few hundred bytes
+
 
 class WorkerUnavailable(RuntimeError):
-    """No worker answers at the configured URL."""
+    """No worker answers at the configured URL, it is busy, or it did not answer in time."""
 
 
-def validate_via_worker(
-    url: str, path: str, config: dict[str, Any], timeout_s: float = 120
-) -> dict:
+@dataclass(frozen=True)
+class WorkerSettings:
+    """The worker's own settings, from environment variables (documented in .env.example)."""
+
+    port: int  # TFDV_WORKER_PORT (8790)
+    data_dir: Path  # DATA_DIR: only files below it are validated
+    idle_timeout_s: float  # TFDV_WORKER_IDLE_TIMEOUT_S (30): a silent connection is closed
+    queue_s: float  # TFDV_WORKER_QUEUE_S (60): wait for a running validation, then 503
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> WorkerSettings:
+        from mlsys.config import env_float, env_int, get_settings, load_settings
+
+        core = get_settings() if env is None else load_settings(env)
+        env = dict(os.environ if env is None else env)
+        return cls(
+            port=env_int(env, "TFDV_WORKER_PORT", 8790, low=1, high=65535),
+            data_dir=core.data_dir.resolve(),
+            idle_timeout_s=env_float(env, "TFDV_WORKER_IDLE_TIMEOUT_S", 30.0, low=0.1, high=3600),
+            queue_s=env_float(env, "TFDV_WORKER_QUEUE_S", 60.0, low=0.0, high=3600),
+        )
+
+
+def validate_via_worker(url: str, path: str, config: dict[str, Any], timeout_s: float) -> dict:
+    """POST one validation; returns the result as a dict (`ValidationResult.to_dict()`).
+
+    Raises WorkerUnavailable when nothing answers, the worker is busy (503), or no answer came
+    within `timeout_s` seconds of silence; RuntimeError when the validation itself failed.
+    """
     request = urllib.request.Request(
         f"{url}/validate",
         data=json.dumps({"path": path, "config": config}).encode(),
@@ -41,42 +79,84 @@ def validate_via_worker(
         with urllib.request.urlopen(request, timeout=timeout_s) as answer:
             return json.loads(answer.read())
     except urllib.error.HTTPError as exc:
-        raise RuntimeError(
-            f"TFDV worker failed: {exc.read().decode(errors='replace')[:2000]}"
-        ) from exc
-    except (urllib.error.URLError, ConnectionError) as exc:
+        detail = exc.read().decode(errors="replace")[:2000]
+        if exc.code == 503:
+            raise WorkerUnavailable(f"busy: {detail}") from exc
+        raise RuntimeError(f"TFDV worker failed ({exc.code}): {detail}") from exc
+    except TimeoutError as exc:
+        raise WorkerUnavailable(f"no answer within {timeout_s:g} s") from exc
+    except (urllib.error.URLError, ConnectionError, http.client.HTTPException) as exc:
         raise WorkerUnavailable(str(exc)) from exc
 
 
-def validate_claimed(path: str, config: dict[str, Any], worker_url: str | None) -> dict[str, Any]:
-    """What the `validate_data` task runs: the warm worker if there is one, else TFDV here."""
+def validate_claimed(
+    path: str, config: dict[str, Any], worker_url: str | None, timeout_s: float
+) -> dict[str, Any]:
+    """What the `validate_data` task runs: the warm worker if it answers, else TFDV here.
+
+    Returns `ValidationResult.to_dict()` (small: counts and a pointer to the reasons file).
+    """
     if worker_url:
         try:
-            return validate_via_worker(worker_url, path, config)
+            return validate_via_worker(worker_url, path, config, timeout_s)
         except WorkerUnavailable as exc:
             log.warning(
                 "TFDV worker at %s unavailable (%s); importing TFDV in this task", worker_url, exc
             )
     from pipelines.ingestion.validate import ValidationConfig, validate_file
 
-    return validate_file(Path(path), ValidationConfig.from_dict(config))
+    return validate_file(Path(path), ValidationConfig.from_dict(config)).to_dict()
 
 
-def make_handler(allowed_root: Path):
+class Validator:
+    """One validation at a time; remembers what it is doing for /health."""
+
+    def __init__(self, validate, queue_s: float) -> None:
+        self._validate = validate
+        self._lock = threading.Lock()
+        self.queue_s = queue_s
+        self.current: str | None = None
+
+    def run(self, path: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+        """The result, or None when another validation held the lock for queue_s seconds."""
+        if not self._lock.acquire(timeout=self.queue_s):
+            return None
+        try:
+            self.current = path.name
+            started = time.perf_counter()
+            result = self._validate(path, config)
+            log.info("validated %s in %.2f s", path.name, time.perf_counter() - started)
+            return result
+        finally:
+            self.current = None
+            self._lock.release()
+
+
+def _validate_file(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     from pipelines.ingestion.validate import ValidationConfig, validate_file
 
+    return validate_file(path, ValidationConfig.from_dict(config)).to_dict()
+
+
+def make_handler(allowed_root: Path, validator: Validator, idle_timeout_s: float):
     class Handler(BaseHTTPRequestHandler):
+        # Socket timeout of the connection (StreamRequestHandler applies it): a client that
+        # opens a connection and sends nothing, or trickles, is dropped after this long.
+        timeout = idle_timeout_s
+
         def _answer(self, status: int, body: dict[str, Any]) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if status == 503:
+                self.send_header("Retry-After", "30")
             self.end_headers()
             self.wfile.write(data)
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             if self.path == "/health":
-                self._answer(200, {"status": "ok"})
+                self._answer(200, {"status": "ok", "validating": validator.current})
             else:
                 self._answer(404, {"detail": "not found"})
 
@@ -84,18 +164,25 @@ def make_handler(allowed_root: Path):
             if self.path != "/validate":
                 self._answer(404, {"detail": "not found"})
                 return
+            length = int(self.headers.get("Content-Length") or 0)
+            if not 0 < length <= MAX_REQUEST_BYTES:
+                self._answer(413, {"detail": f"a body of 1 to {MAX_REQUEST_BYTES} bytes"})
+                return
             try:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                body = json.loads(self.rfile.read(length))
                 path = Path(body["path"]).resolve()
                 if not path.is_relative_to(allowed_root):
                     self._answer(403, {"detail": f"{path} is outside {allowed_root}"})
                     return
-                started = time.perf_counter()
-                result = validate_file(path, ValidationConfig.from_dict(body["config"]))
-                log.info("validated %s in %.2f s", path.name, time.perf_counter() - started)
-                self._answer(200, result)
+                result = validator.run(path, body["config"])
             except Exception:  # report it to the task, which fails and retries
                 self._answer(500, {"detail": traceback.format_exc()})
+                return
+            if result is None:
+                self._answer(503, {"detail": f"busy with {validator.current or 'a file'} "
+                                             f"for over {validator.queue_s:g} s"})  # fmt: skip
+            else:
+                self._answer(200, result)
 
         def log_message(self, fmt: str, *args: Any) -> None:
             log.debug(fmt, *args)
@@ -103,20 +190,36 @@ def make_handler(allowed_root: Path):
     return Handler
 
 
-def main(argv: list[str] | None = None) -> int:
-    from mlsys.config import get_settings
+def make_server(settings: WorkerSettings) -> ThreadingHTTPServer:
+    """The worker's HTTP server on 127.0.0.1 (port 0: any free port), not yet serving."""
+    validator = Validator(_validate_file, settings.queue_s)
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", settings.port),
+        make_handler(settings.data_dir, validator, settings.idle_timeout_s),
+    )
+    server.daemon_threads = True
+    return server
 
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipelines.ingestion.tfdv_worker")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, help="default: TFDV_WORKER_PORT")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = WorkerSettings.from_env()
+    if args.port is not None:
+        settings = WorkerSettings(args.port, settings.data_dir, settings.idle_timeout_s,
+                                  settings.queue_s)  # fmt: skip
     started = time.perf_counter()
     import tensorflow_data_validation  # noqa: F401  (the point of this process: import once)
 
     log.info("TFDV imported in %.1f s", time.perf_counter() - started)
-    root = get_settings().data_dir.resolve()
-    server = HTTPServer(("127.0.0.1", args.port), make_handler(root))
-    log.info("TFDV worker listening on 127.0.0.1:%d for files under %s", args.port, root)
+    server = make_server(settings)
+    log.info(
+        "TFDV worker listening on 127.0.0.1:%d for files under %s",
+        settings.port,
+        settings.data_dir,
+    )
     server.serve_forever()
     return 0
 

@@ -33,7 +33,7 @@ def shifted(frame: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 
 def validate(worker: str, data_dir: Path, name: str) -> dict:
     config = validation_config(load_pipeline_settings({"DATA_DIR": str(data_dir)}))
-    return validate_via_worker(worker, str(data_dir / "raw-data" / name), config)
+    return validate_via_worker(worker, str(data_dir / "raw-data" / name), config, timeout_s=300)
 
 
 def test_a_small_window_is_insufficient_data_not_an_alarm(tfdv_worker, data_dir, clean):

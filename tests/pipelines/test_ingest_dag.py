@@ -143,6 +143,7 @@ def test_a_mixed_file_is_split_row_by_row_with_reasons(
     # Good rows are the untouched rows, exactly as received.
     keep = [i for i in range(len(frame)) if i not in expected]
     pd.testing.assert_frame_equal(good_frame, frame.iloc[keep].reset_index(drop=True))
+    assert files(data_dir / "processing") == []  # the claimed file and its reasons file
 
     row = ingestion_row(database_url, "mixed")
     assert (row["total"], row["valid"], row["invalid"]) == (51, 45, 6)
@@ -209,6 +210,26 @@ def test_an_unparseable_file_is_kept_whole_in_bad_data(
     assert (row["total"], row["invalid"], row["criticality"]) == (10, 10, "high")
     assert "not UTF-8" in row["parse_error"]
     assert teams.received == []
+
+
+def test_a_file_over_the_size_limit_goes_whole_to_bad_data(
+    dag_env, data_dir, clean_rows, database_url, teams, tmp_path
+):
+    raw = data_dir / "raw-data" / "huge.csv"
+    pd.concat([clean_rows] * 25, ignore_index=True).to_csv(raw, index=False)  # 1.2 MB
+    content = raw.read_bytes()
+    run = run_dag("ingest_data", dag_env | {"INGEST_MAX_FILE_MB": "1"}, tmp_path / "dag.log")
+    assert run.state == "success", run.log[-5000:]
+    assert files(data_dir / "good_data") == [] and files(data_dir / "processing") == []
+    [bad, reasons] = files(data_dir / "bad_data")
+    assert bad.read_bytes() == content
+    assert json.loads(reasons.read_text())["issues"][0]["error_type"] == "file_too_large"
+    row = ingestion_row(database_url, "huge")
+    assert (row["total"], row["valid"], row["criticality"]) == (25_000, 0, "high")
+    assert row["issues"] == {("file_too_large", ""): ("file", 25_000)}
+    assert "INGEST_MAX_FILE_MB" in row["parse_error"]
+    [card] = teams.received
+    assert "HIGH" in json.dumps(card)
 
 
 def test_an_empty_folder_skips_the_whole_run(dag_env, tmp_path):

@@ -16,6 +16,14 @@ from mlsys import rowchecks
 from mlsys.db import psycopg2_dsn
 from mlsys.features import Kind, get_feature_spec
 from pipelines.ingestion import alerts, claim, report, split, store
+from pipelines.ingestion.result import (
+    Criticality,
+    Drift,
+    Issue,
+    ValidationResult,
+    reasons_path_for,
+    write_reasons_rows,
+)
 
 
 @pytest.fixture(scope="module")
@@ -85,56 +93,43 @@ def test_two_claimers_never_take_the_same_file(tmp_path: Path):
     assert [p.name for p in raw.iterdir()] == [".partial.tmp"]  # never a file being written
 
 
-def _result(file: str, rows: int, bad: dict[str, list[dict]], **extra) -> dict:
-    return {
-        "file": file, "rows_total": rows, "rows_valid": rows - len(bad), "rows_invalid": len(bad),
-        "unusable": False, "parse_error": None, "bad_rows": bad, "unexpected_columns": [],
-        "issues": [], "tfdv_anomalies": [], "drift": [], "feature_stats": [], "criticality": "low",
-    } | extra  # fmt: skip
+def _result(file: str, rows: int, invalid: int, **extra) -> ValidationResult:
+    return ValidationResult(
+        file=file, rows_total=rows, rows_invalid=invalid, criticality=Criticality.LOW, **extra
+    )
 
 
 def test_split_loses_no_row_and_is_idempotent(tmp_path: Path, clean):
     claimed = tmp_path / "processing" / "x--1.csv"
     claimed.parent.mkdir()
     clean.iloc[:10].assign(extra="e").to_csv(claimed, index=False)
-    bad = {
-        "2": [{"rule": "out_of_range", "column": "age", "value": "-1"}],
-        "7": [{"rule": "duplicate_row", "column": "", "value": ""}],
-    }
-    result = _result("x--1.csv", 10, bad, unexpected_columns=["extra"])
+    reasons = reasons_path_for(claimed)
+    write_reasons_rows(
+        reasons,
+        [(2, "out_of_range", "age", "-1"), (2, "unknown_category", "housing", 'a\t"b",\nc'),
+         (7, "duplicate_row", "", "")],
+    )  # fmt: skip
+    result = _result("x--1.csv", 10, 2, unexpected_columns=("extra",), reasons_path=str(reasons))
     out = split.split_file(claimed, result, tmp_path / "good", tmp_path / "bad")
-    assert (out["good_rows"], out["bad_rows"]) == (8, 2) and not claimed.exists()
+    assert (out.good_rows, out.bad_rows) == (8, 2) and not claimed.exists()
+    assert not reasons.exists()  # consumed with the claimed file
     good = rowchecks.read_raw_csv(tmp_path / "good" / "x--1.csv")
     assert "extra" not in good.columns and len(good) == 8
     bad_frame = rowchecks.read_raw_csv(tmp_path / "bad" / "x--1.csv")
     assert list(bad_frame[split.ROW_COLUMN]) == ["2", "7"]
-    assert json.loads(bad_frame[split.ERRORS_COLUMN][0]) == bad["2"]
+    assert json.loads(bad_frame[split.ERRORS_COLUMN][0]) == [
+        {"rule": "out_of_range", "column": "age", "value": "-1"},
+        {"rule": "unknown_category", "column": "housing", "value": 'a\t"b",\nc'},
+    ]
     # A retry after success finds the outputs instead of failing or writing again.
     again = split.split_file(claimed, result, tmp_path / "good", tmp_path / "bad")
-    assert again["retried"] and again["good"] == out["good"]
+    assert again.retried and again.good == out.good
 
 
 def test_saving_statistics_twice_does_not_duplicate(database_url):
-    issues = [
-        {
-            "error_type": "out_of_range",
-            "column": "age",
-            "level": "row",
-            "row_count": 1,
-            "description": "d",
-        }
-    ]
-    drift = [
-        {
-            "feature": "age",
-            "metric": "jensen_shannon",
-            "value": 0.2,
-            "threshold": 0.1,
-            "status": "drift",
-            "window_rows": 300,
-        }
-    ]
-    result = _result("retry--1.csv", 10, {"2": []}, issues=issues, drift=drift)
+    issues = (Issue("out_of_range", "age", "row", 1, "d", example="-1"),)
+    drift = (Drift("age", "jensen_shannon", 0.2, 0.1, "drift", 300),)
+    result = _result("retry--1.csv", 10, 1, issues=issues, drift=drift)
     dsn = psycopg2_dsn(database_url)
     first = store.save_statistics(dsn, result, report_path="retry--1.html")
     second = store.save_statistics(dsn, result, report_path="retry--1.html")
@@ -142,34 +137,24 @@ def test_saving_statistics_twice_does_not_duplicate(database_url):
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM ingestion_files WHERE file_name = 'retry--1.csv'")
         assert cur.fetchone()[0] == 1
-        cur.execute("SELECT count(*) FROM data_quality_issues WHERE file_id = %s", (first,))
-        assert cur.fetchone()[0] == 1
+        cur.execute("SELECT example FROM data_quality_issues WHERE file_id = %s", (first,))
+        assert cur.fetchall() == [("-1",)]
         cur.execute("SELECT status, value FROM feature_drift WHERE file_id = %s", (first,))
         assert cur.fetchall() == [("drift", 0.2)]
 
 
 def test_alert_levels_and_delivery_errors():
-    assert alerts.should_alert("high", "medium") and not alerts.should_alert("low", "medium")
-    assert not alerts.should_alert("none", "none")  # a clean file never pages anybody
+    assert alerts.should_alert(Criticality.HIGH, Criticality.MEDIUM)
+    assert not alerts.should_alert(Criticality.LOW, Criticality.MEDIUM)
+    # A clean file never pages anybody.
+    assert not alerts.should_alert(Criticality.NONE, Criticality.NONE)
     with pytest.raises(alerts.AlertDeliveryError, match="unreachable"):
         alerts.post("http://127.0.0.1:9/hook", {"x": 1}, timeout_s=2)
 
 
 def test_the_report_is_self_contained_and_escapes_data():
-    result = _result(
-        "r--1.csv",
-        3,
-        {
-            "1": [
-                {
-                    "rule": "unknown_category",
-                    "column": "housing",
-                    "value": '"><img src=x onerror=alert(1)>',
-                }
-            ]
-        },
-    )
-    html = report.render_report(result)
+    sample = (rowchecks.Reason(1, "unknown_category", "housing", '"><img src=x onerror=alert(1)>'),)
+    html = report.render_report(_result("r--1.csv", 3, 1, sample=sample))
     assert "<img" not in html and "&lt;img" in html
     # Opens offline: no script, stylesheet or image fetched from anywhere.
     assert "<script" not in html and "<link" not in html and "src=" not in html.replace("src=x", "")
@@ -190,31 +175,31 @@ def test_unusable_files_are_judged_without_tfdv(tmp_path: Path, clean, settings)
     semi = tmp_path / "semi.csv"
     clean.iloc[:7].to_csv(semi, index=False, sep=";")
     result = validate_file(semi, _config(tmp_path, settings))
-    assert (result["rows_invalid"], result["criticality"], result["unusable"]) == (7, "high", True)
-    assert [i["error_type"] for i in result["issues"]] == ["wrong_delimiter"]
-    assert "separated by semicolons (';')" in result["parse_error"]
+    assert (result.rows_invalid, result.criticality, result.unusable) == (7, "high", True)
+    assert [i.error_type for i in result.issues] == ["wrong_delimiter"]
+    assert "separated by semicolons (';')" in result.parse_error
 
     utf16 = tmp_path / "utf16.csv"
     utf16.write_text(clean.iloc[:3].to_csv(index=False), encoding="utf-16")
     result = validate_file(utf16, _config(tmp_path, settings))
-    assert "UTF-16" in result["parse_error"] and result["criticality"] == "high"
-    assert (result["rows_total"], result["rows_invalid"]) == (3, 3)
-    assert [i["error_type"] for i in result["issues"]] == ["undecodable_text"]
+    assert "UTF-16" in result.parse_error and result.criticality == "high"
+    assert (result.rows_total, result.rows_invalid) == (3, 3)
+    assert [i.error_type for i in result.issues] == ["undecodable_text"]
 
     ragged = tmp_path / "ragged.csv"
     lines = clean.iloc[:5].to_csv(index=False).splitlines()
     lines[3] += ",extra"
     ragged.write_text("sep=,\n" + "\n".join(lines) + "\n")
     result = validate_file(ragged, _config(tmp_path, settings))
-    assert [i["error_type"] for i in result["issues"]] == ["ragged_rows"]
-    assert (result["rows_total"], result["rows_invalid"]) == (5, 5)
-    assert "line 5 has 10" in result["parse_error"]
-    assert result["notes"] == ["line 1 is Excel's 'sep=,' hint: skipped, fields split on ','"]
+    assert [i.error_type for i in result.issues] == ["ragged_rows"]
+    assert (result.rows_total, result.rows_invalid) == (5, 5)
+    assert "line 5 has 10" in result.parse_error
+    assert list(result.notes) == ["line 1 is Excel's 'sep=,' hint: skipped, fields split on ','"]
 
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
     result = validate_file(empty, _config(tmp_path, settings))
-    assert (result["rows_total"], result["issues"][0]["error_type"]) == (0, "empty_file")
+    assert (result.rows_total, result.issues[0].error_type) == (0, "empty_file")
 
 
 @pytest.mark.parametrize(
@@ -236,11 +221,13 @@ def test_the_issue_files_are_validated_with_their_rows(tfdv_worker, data_dir, na
     path = data_dir / "raw-data" / name
     path.write_bytes(case_file(name))
     config = validation_config(load_pipeline_settings({"DATA_DIR": str(data_dir)}))
-    result = validate_via_worker(tfdv_worker, str(path), config)
-    assert (result["rows_total"], result["rows_valid"]) == (rows, valid), result["issues"]
-    assert result["parse_error"] is None and not result["unusable"]
+    result = ValidationResult.from_dict(
+        validate_via_worker(tfdv_worker, str(path), config, timeout_s=120)
+    )
+    assert (result.rows_total, result.rows_valid) == (rows, valid), result.issues
+    assert result.parse_error is None and not result.unusable
     out = split.split_file(path, result, data_dir / "good_data", data_dir / "bad_data")
-    assert (out["good_rows"], out["bad_rows"]) == (valid, rows - valid)
+    assert (out.good_rows, out.bad_rows) == (valid, rows - valid)
     good = rowchecks.read_raw_csv(data_dir / "good_data" / name)
     assert list(good.columns) == get_feature_spec().names
     if name.startswith("trailing"):
@@ -249,7 +236,7 @@ def test_the_issue_files_are_validated_with_their_rows(tfdv_worker, data_dir, na
 
 def test_the_report_says_what_the_reader_normalised():
     notes = ["line 1 is Excel's 'sep=,' hint: skipped, fields split on ','"]
-    html = report.render_report(_result("hint.csv", 20, {}, notes=notes))
+    html = report.render_report(_result("hint.csv", 20, 0, notes=tuple(notes)))
     assert "Reading the file" in html and "line 1 is Excel&#39;s &#39;sep=,&#39; hint" in html
     assert "Reading the file" not in report.render_report(_result("plain.csv", 20, {}))
 
