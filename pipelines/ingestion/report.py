@@ -8,13 +8,22 @@ from pathlib import Path
 from typing import Any
 
 from mlsys.rowchecks import RULE_DESCRIPTIONS
+from pipelines.ingestion.claim import short_hash, slug
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 MAX_BAD_ROWS_SHOWN = 200
 
 
 def report_name(file_name: str) -> str:
-    return f"{Path(file_name).stem}.html"
+    """A report's file name for any data file name: `<slug of the stem>-<8 hex>.html`.
+
+    The slug keeps the name readable (ASCII letters, digits, `.`, `_`, `-`, at most 80
+    characters), the hash of the whole name keeps names apart that the slug merges (case,
+    accents, punctuation, length). The result is a valid URL path segment and file name on
+    every system.
+    """
+    stem = file_name[:-4] if file_name.lower().endswith(".csv") else file_name
+    return f"{slug(stem, fallback='report')}-{short_hash(file_name)}.html"
 
 
 def render_report(result: dict[str, Any], *, generated_at: datetime | None = None) -> str:

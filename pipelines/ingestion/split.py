@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mlsys.rowchecks import read_raw_csv
+from pipelines.ingestion.durable import sync_paths
 
 ROW_COLUMN, ERRORS_COLUMN = "_source_row", "_errors"
 
@@ -44,6 +45,7 @@ def split_file(
         reasons = bad_path.with_suffix(".reasons.json")
         reasons.write_text(json.dumps({"file": result["file"], "issues": result["issues"],
                                        "parse_error": result["parse_error"]}, indent=2))  # fmt: skip
+        sync_paths([bad_path, reasons])  # on disk before the raw file goes
         claimed.unlink()
         return {
             "good": None,
@@ -66,6 +68,7 @@ def split_file(
         _write_atomic_csv(good, good_path)
     if len(bad):
         _write_atomic_csv(bad, bad_path)
+    sync_paths([good_path if len(good) else None, bad_path if len(bad) else None])
     claimed.unlink()
     return {
         "good": str(good_path) if len(good) else None,
