@@ -159,6 +159,23 @@ def get_claim(conn, claimed_name: str) -> ClaimRow | None:
     return ClaimRow(row[0], row[1], row[2], Holder.from_dict(row[3]), list(row[4]), row[5])
 
 
+def original_name(dsn: str, claimed_name: str) -> str | None:
+    """The name a claimed file arrived under; None for a file claimed without a record."""
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT original_name FROM ingestion_claims WHERE claimed_name = %s",
+                (claimed_name,),
+            )
+            row = cur.fetchone()
+        return row[0] if row else None
+    finally:
+        conn.close()
+
+
 def record_error(
     dsn: str, claimed_name: str, task: str, try_number: int | None, error: str
 ) -> bool:
@@ -194,26 +211,48 @@ def _end_claim(conn, claimed_name: str, outcome: str, evidence: str) -> bool:
         return cur.rowcount == 1
 
 
+# The current series of attempts of a content: its claims since it last left processing/ for
+# good (split, or quarantined). The same file dropped again later starts from zero.
+_SINCE_LAST_END = """sha256 = %(sha)s AND id > coalesce((SELECT max(id) FROM ingestion_claims
+    WHERE sha256 = %(sha)s AND outcome IN ('done', 'quarantined')), 0)"""
+
+
 def failures(conn, sha256: str) -> int:
-    """Failed attempts of this content so far (claims whose run died leaving it claimed)."""
+    """Failed attempts of this content (claims whose run died leaving it claimed)."""
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT count(*) FROM ingestion_claims WHERE sha256 = %s AND outcome = 'failed'",
-            (sha256,),
+            f"SELECT count(*) FROM ingestion_claims WHERE outcome = 'failed' AND {_SINCE_LAST_END}",
+            {"sha": sha256},
         )
         return int(cur.fetchone()[0])
 
 
 def attempt_errors(conn, sha256: str) -> list[dict[str, Any]]:
-    """The errors met by every claim of this content, oldest first, the last ERRORS_KEPT."""
+    """The errors met by this content's current attempts, oldest first, the last ERRORS_KEPT."""
     with conn.cursor() as cur:
         cur.execute(
-            """SELECT t.e FROM ingestion_claims,
-                   jsonb_array_elements(errors) WITH ORDINALITY AS t(e, n)
-               WHERE sha256 = %s ORDER BY id, t.n""",
-            (sha256,),
+            f"""SELECT t.e FROM ingestion_claims,
+                    jsonb_array_elements(errors) WITH ORDINALITY AS t(e, n)
+                WHERE {_SINCE_LAST_END} ORDER BY id, t.n""",
+            {"sha": sha256},
         )
         return [row[0] for row in cur.fetchall()][-ERRORS_KEPT:]
+
+
+def mark_finished(conn, folders: Folders, run_state: RunState | None) -> int:
+    """Claims whose file left processing/ (the split removed it) and whose holder is dead:
+    outcome 'done', which starts the content's attempts from zero. Returns how many."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT claimed_name, holder FROM ingestion_claims WHERE outcome IS NULL")
+        open_claims = cur.fetchall()
+    done = 0
+    for name, holder in open_claims:
+        if (folders.processing / name).exists():
+            continue
+        verdict = judge(Holder.from_dict(holder), run_state)
+        if verdict.dead is True and _end_claim(conn, name, "done", verdict.evidence):
+            done += 1
+    return done
 
 
 def _save_unprocessed(conn, file_name: str, original_name: str, rows: int, reason: str) -> None:
@@ -414,14 +453,14 @@ def release_dead_claims(
             continue
         attempts = failures(conn, row.sha256)
         if attempts >= policy.max_attempts:
-            with conn.cursor() as cur:
-                cur.execute("UPDATE ingestion_claims SET outcome = 'quarantined' "
-                            "WHERE claimed_name = %s", (path.name,))  # fmt: skip
             quarantine(conn, path, folders, original_name=row.original_name,
-                       reason=f"processing failed {attempts} times (INGEST_MAX_ATTEMPTS="
-                              f"{policy.max_attempts})",
+                       reason=f"{attempts} of INGEST_MAX_ATTEMPTS={policy.max_attempts} "
+                              "attempts failed",
                        errors=attempt_errors(conn, row.sha256), attempts=attempts,
                        notify=notify)  # fmt: skip
+            with conn.cursor() as cur:  # after: it ends this content's series of attempts
+                cur.execute("UPDATE ingestion_claims SET outcome = 'quarantined' "
+                            "WHERE claimed_name = %s", (path.name,))  # fmt: skip
             outcome.quarantined.append(path.name)
             continue
         target = _free_name(folders.raw, row.original_name)
@@ -476,6 +515,7 @@ def prepare(
     folders.make()
     outcome = Outcome(pruned=prune_archive(folders.archive, policy.archive_days))
     release_dead_claims(conn, folders, policy, run_state, notify, outcome)
+    mark_finished(conn, folders, run_state)
     return outcome
 
 

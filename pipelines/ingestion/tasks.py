@@ -99,7 +99,8 @@ def save_statistics(ps: PipelineSettings, result: dict[str, Any]) -> int:
 
 
 def send_alerts(ps: PipelineSettings, result: dict[str, Any]) -> dict[str, Any]:
-    path = report.write_report(result, ps.core.reports_dir)
+    original = lifecycle.original_name(psycopg2_dsn(ps.core.database_url), result["file"])
+    path = report.write_report(result | {"original_name": original}, ps.core.reports_dir)
     outcome = alerts.send_alert(
         result,
         report_url=report_url(ps, result["file"]),

@@ -15,13 +15,16 @@ CREATE TABLE ingestion_claims (
     claimed_at     timestamptz NOT NULL DEFAULT now(),
     -- Errors of the tasks that failed on this file: [{"task", "try", "error"}], oldest first.
     errors         jsonb NOT NULL DEFAULT '[]'::jsonb,
-    -- NULL while held or done by the split; 'failed' when its run died leaving the file
-    -- claimed (the file went back to raw-data); 'quarantined' when it went to bad_data whole.
-    outcome        text CHECK (outcome IN ('failed', 'quarantined')),
+    -- NULL while held; 'done' once the split removed the file and the run ended; 'failed'
+    -- when its run ended leaving the file claimed (the file went back to raw-data);
+    -- 'quarantined' when it went to bad_data whole.
+    outcome        text CHECK (outcome IN ('done', 'failed', 'quarantined')),
+    -- Why it ended: the evidence that its holder was dead.
     evidence       text,
     ended_at       timestamptz
 );
-CREATE INDEX ingestion_claims_sha256 ON ingestion_claims (sha256) WHERE outcome = 'failed';
+CREATE INDEX ingestion_claims_sha256 ON ingestion_claims (sha256, id);
+CREATE INDEX ingestion_claims_open ON ingestion_claims (id) WHERE outcome IS NULL;
 
 -- The name a file arrived under, beside the safe name used everywhere else. Filled from the
 -- claim when the row is written, so that every writer of ingestion_files gets it for free.

@@ -224,10 +224,21 @@ def test_a_file_failing_n_times_goes_to_bad_data_whole_with_its_errors(
            WHERE original_name = %s""",
         ("poison (2).csv",),
     )
-    assert (total, invalid, crit) == (20, 20, "high") and "failed 3 times" in error
+    assert (total, invalid, crit) == (
+        20,
+        20,
+        "high",
+    ) and "3 of INGEST_MAX_ATTEMPTS=3 attempts failed" in error
     [card] = teams.received
     text = json.dumps(card)
     assert "file quarantined - poison (2).csv" in text and "boom 3" in text
+
+    # Dropped again later (fixed upstream, say): its attempts start from zero.
+    raw.write_bytes(content)
+    first = tasks.read_data(ps, holder=dead_holder)
+    second = tasks.read_data(ps, holder=dead_holder)  # released after one failure, claimed again
+    assert second["original_name"] == "poison (2).csv" and second["file"] != first["file"]
+    assert names(data_dir / "processing") == [second["file"]]
 
 
 # --- claims released on evidence, not on the clock ---------------------------------------
@@ -353,3 +364,33 @@ def test_awkward_names_are_claimed_and_keep_their_original_name(data_dir: Path, 
     rows = db_rows(database_url, "SELECT original_name FROM ingestion_claims "
                                  "WHERE original_name = ANY(%s)", (AWKWARD,))  # fmt: skip
     assert sorted(r[0] for r in rows) == sorted(AWKWARD)
+
+
+def test_a_claim_made_before_claims_were_recorded_keeps_the_former_clock_rule(
+    data_dir: Path, database_url: str
+):
+    ps = pipeline_settings(data_dir, database_url, STALE_CLAIM_MINUTES="30")
+    processing = data_dir / "processing"
+    processing.mkdir()
+    old = processing / "legacy--20200101T000000-abcdef.csv"  # the former claimed-name format
+    recent = processing / claim.claimed_name("recent.csv")
+    for path in (old, recent):
+        path.write_text("a\n1\n")
+    assert tasks.read_data(ps) is not None  # released, then claimed again as a new claim
+    assert recent.exists() and not old.exists()
+
+
+@pytest.mark.parametrize("fmt", ["adaptive", "messagecard"])
+def test_the_pipeline_failure_card_reaches_teams_in_either_format(teams, fmt):
+    from pipelines.ingestion import alerts
+
+    assert alerts.send_pipeline_failure(
+        "Pipeline failure: predict_new_data.make_predictions", [("Run", "manual__1")],
+        "Failed after its retries: ConnectionError <b>", webhook_url=teams.url, fmt=fmt,
+        link=("Open the task log", "http://127.0.0.1:8080/log?x=1"),
+    )  # fmt: skip
+    [card] = teams.received
+    text = json.dumps(card)
+    assert "predict\\\\_new\\\\_data" in text and "&lt;b&gt;" in text and "<b>" not in text
+    assert ("MessageCard" in text) == (fmt == "messagecard")
+    assert not alerts.send_pipeline_failure("t", [], "x", webhook_url=None, fmt=fmt)
