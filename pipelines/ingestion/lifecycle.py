@@ -114,9 +114,21 @@ def judge(holder: Holder, run_state: RunState | None) -> Verdict:
         return Verdict(None, f"held by {who}, another machine")
     if holder.boot_id and boot_id() and holder.boot_id != boot_id():
         return Verdict(True, f"{who}: the machine restarted since")
-    if holder.pid_start is not None and process_start(holder.pid) == holder.pid_start:
-        return Verdict(False, f"{who} is alive")
-    return Verdict(True, f"{who} is gone")
+    if holder.pid_start is None:  # no /proc: the pid alone (a reused pid looks alive)
+        alive = _pid_exists(holder.pid)
+    else:
+        alive = process_start(holder.pid) == holder.pid_start
+    return Verdict(False, f"{who} is alive") if alive else Verdict(True, f"{who} is gone")
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # --- the claims table --------------------------------------------------------------------
