@@ -28,6 +28,7 @@ from mlsys.rowchecks import read_raw_csv
 from pipelines.config import PipelineSettings, load_pipeline_settings
 from pipelines.ingestion import claim, lifecycle, report, split, tasks
 from pipelines.ingestion.tfdv_worker import validate_via_worker
+from tests.conftest import AIRFLOW_PYTHON
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -381,17 +382,24 @@ def test_a_claim_made_before_claims_were_recorded_keeps_the_former_clock_rule(
     assert recent.exists() and not old.exists()
 
 
+CARD_SCRIPT = """
+import sys
+from pipelines.ingestion import alerts
+sent = alerts.send_pipeline_failure(
+    "Pipeline failure: predict_new_data.make_predictions", [("Run", "manual__1")],
+    "Failed after its retries: ConnectionError <b>", webhook_url=sys.argv[1], fmt=sys.argv[2],
+    link=("Open the task log", "http://127.0.0.1:8080/log?x=1"),
+)
+assert sent and not alerts.send_pipeline_failure("t", [], "x", webhook_url=None, fmt=sys.argv[2])
+"""
+
+
 @pytest.mark.parametrize("fmt", ["adaptive", "messagecard"])
 def test_the_pipeline_failure_card_reaches_teams_in_either_format(teams, fmt):
-    from pipelines.ingestion import alerts
-
-    assert alerts.send_pipeline_failure(
-        "Pipeline failure: predict_new_data.make_predictions", [("Run", "manual__1")],
-        "Failed after its retries: ConnectionError <b>", webhook_url=teams.url, fmt=fmt,
-        link=("Open the task log", "http://127.0.0.1:8080/log?x=1"),
-    )  # fmt: skip
+    # In the airflow environment, where the DAGs send it (pymsteams lives there only).
+    subprocess.run([str(AIRFLOW_PYTHON), "-c", CARD_SCRIPT, teams.url, fmt], cwd=ROOT,
+                   check=True, timeout=120)  # fmt: skip
     [card] = teams.received
     text = json.dumps(card)
     assert "predict\\\\_new\\\\_data" in text and "&lt;b&gt;" in text and "<b>" not in text
     assert ("MessageCard" in text) == (fmt == "messagecard")
-    assert not alerts.send_pipeline_failure("t", [], "x", webhook_url=None, fmt=fmt)
