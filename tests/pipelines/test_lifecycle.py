@@ -358,14 +358,17 @@ def test_awkward_names_are_claimed_and_keep_their_original_name(data_dir: Path, 
     ps = pipeline_settings(data_dir, database_url)
     for name in AWKWARD:
         (data_dir / "raw-data" / name).write_text("a\n1\n")
-    originals = []
+    claims = {}
     while (claimed := tasks.read_data(ps)) is not None:
-        originals.append(claimed["original_name"])
         assert Path(claimed["path"]).exists()
-    assert sorted(originals) == sorted(AWKWARD)
-    rows = db_rows(database_url, "SELECT original_name FROM ingestion_claims "
-                                 "WHERE original_name = ANY(%s)", (AWKWARD,))  # fmt: skip
-    assert sorted(r[0] for r in rows) == sorted(AWKWARD)
+        claims[claimed["file"]] = claimed["original_name"]
+    assert sorted(claims.values()) == sorted(AWKWARD)
+    rows = db_rows(
+        database_url,
+        "SELECT claimed_name, original_name FROM ingestion_claims WHERE claimed_name = ANY(%s)",
+        (list(claims),),
+    )
+    assert dict(rows) == claims
 
 
 def test_a_claim_made_before_claims_were_recorded_keeps_the_former_clock_rule(
