@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import logging
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipelines.ingestion.lifecycle import Holder
 
 log = logging.getLogger(__name__)
 
 
-def current_holder():
+def current_holder() -> Holder:
     """The claim holder of the running task: this process and its DAG run."""
     from airflow.sdk import get_current_context
 
