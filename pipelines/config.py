@@ -41,11 +41,22 @@ class PipelineSettings:
     drift_min_rows: int
     predict_batch_size: int
     stale_claim_minutes: int
+    # A raw file is claimed once its size and mtime stayed the same this long (monotonic clock).
+    ingest_settle_seconds: float = 5.0
+    # Failed attempts (runs that ended leaving the file claimed) before it goes to bad_data.
+    ingest_max_attempts: int = 3
+    # Days an ingested raw file stays in DATA_DIR/archive/.
+    ingest_archive_days: int = 30
 
     @property
     def processing_dir(self) -> Path:
         """Claimed raw files wait here while a run validates and splits them."""
         return self.core.data_dir / "processing"
+
+    @property
+    def archive_dir(self) -> Path:
+        """Every claimed raw file, as received (a hard link), for INGEST_ARCHIVE_DAYS."""
+        return self.core.data_dir / "archive"
 
 
 def load_pipeline_settings(env: dict[str, str] | None = None) -> PipelineSettings:
@@ -83,6 +94,9 @@ def load_pipeline_settings(env: dict[str, str] | None = None) -> PipelineSetting
         drift_min_rows=env_int(env, "DRIFT_MIN_ROWS", 200, low=1, high=1_000_000),
         stale_claim_minutes=env_int(env, "STALE_CLAIM_MINUTES", 30, low=1, high=10_000),
         predict_batch_size=env_int(env, "PREDICT_BATCH_SIZE", 500, low=1, high=1_000_000),
+        ingest_settle_seconds=env_float(env, "INGEST_SETTLE_SECONDS", 5.0, low=0.0, high=3600.0),
+        ingest_max_attempts=env_int(env, "INGEST_MAX_ATTEMPTS", 3, low=1, high=100),
+        ingest_archive_days=env_int(env, "INGEST_ARCHIVE_DAYS", 30, low=1, high=36_500),
     )
 
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
+from pipelines import runtime
 from pipelines.config import get_pipeline_settings
 
 TFDV_PYTHON = str(get_pipeline_settings().tfdv_python)
@@ -20,7 +21,14 @@ TFDV_PYTHON = str(get_pipeline_settings().tfdv_python)
     catchup=False,
     # Claims are atomic, so two runs may overlap safely when validation is slow.
     max_active_runs=2,
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=15)},
+    # A task failing after its retries tells Teams (pipelines/runtime.py); its file stays
+    # claimed until the run has ended, then goes back to raw-data or, at the last of
+    # INGEST_MAX_ATTEMPTS, to bad_data (pipelines/ingestion/lifecycle.py).
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(seconds=15),
+        "on_failure_callback": runtime.task_failed,
+    },
     tags=["ingestion", "data-quality"],
     doc_md=__doc__,
 )
@@ -31,7 +39,9 @@ def ingest_data():
     def read_data() -> dict:
         from pipelines.ingestion import tasks
 
-        claimed = tasks.read_data(get_pipeline_settings())
+        claimed = tasks.read_data(
+            get_pipeline_settings(), holder=runtime.current_holder(), run_state=runtime.run_state
+        )
         if claimed is None:
             raise AirflowSkipException("raw-data has no file to ingest")
         return claimed | tasks.validation_request(get_pipeline_settings())

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
+from pipelines import runtime
 from pipelines.config import get_pipeline_settings
 
 
@@ -22,7 +23,12 @@ from pipelines.config import get_pipeline_settings
     # A retry resends the file from its first row; the API answers stored rows as already
     # stored. A short delay: the usual cause is the API restarting, and the next scheduled
     # run picks up whatever is left anyway.
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
+    # A task failing after its retries tells Teams (pipelines/runtime.py).
+    default_args={
+        "retries": 2,
+        "retry_delay": timedelta(seconds=10),
+        "on_failure_callback": runtime.task_failed,
+    },
     tags=["prediction"],
     doc_md=__doc__,
 )

@@ -170,3 +170,68 @@ def send_alert(
         return {"sent": False, "reason": "no webhook configured"}
     status = post(webhook_url, payload)
     return {"sent": True, "status": status, "format": fmt}
+
+
+def pipeline_failure_payload(
+    title: str,
+    facts: list[tuple[str, str]],
+    text: str,
+    fmt: str,
+    link: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """A card saying the pipeline itself is broken (a run failed, a file was quarantined or
+    refused), as opposed to a data-quality card. link: (button title, URL)."""
+    title, text = escape(title), escape(text)
+    facts = [(escape(k), escape(v)) for k, v in facts]
+    if fmt != "adaptive":
+        import pymsteams
+
+        card = pymsteams.connectorcard(hookurl="")
+        card.title(title)
+        card.summary(title)
+        card.text("<br>".join([text] + [f"{k}: {v}" for k, v in facts]))
+        card.color(COLORS["high"])
+        if link:
+            card.addLinkButton(*link)
+        return {"@type": "MessageCard", "@context": "https://schema.org/extensions"} | card.payload
+    content: dict[str, Any] = {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": [
+            {"type": "TextBlock", "size": "Large", "weight": "Bolder", "wrap": True,
+             "text": title, "color": ADAPTIVE_COLORS["high"]},
+            {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in facts]},
+            {"type": "TextBlock", "wrap": True, "text": text},
+        ],
+    }  # fmt: skip
+    if link:
+        content["actions"] = [{"type": "Action.OpenUrl", "title": link[0], "url": link[1]}]
+    return {
+        "type": "message",
+        "attachments": [
+            {
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": None,
+                "content": content,
+            }
+        ],
+    }
+
+
+def send_pipeline_failure(
+    title: str,
+    facts: list[tuple[str, str]],
+    text: str,
+    *,
+    webhook_url: str | None,
+    fmt: str,
+    link: tuple[str, str] | None = None,
+) -> bool:
+    """Post a pipeline-failure card; without a webhook, log it as a warning. True if posted.
+    Raises AlertDeliveryError when the webhook refuses it or cannot be reached."""
+    if not webhook_url:
+        log.warning("no TEAMS_WEBHOOK_URL configured; pipeline alert not sent: %s: %s", title, text)
+        return False
+    post(webhook_url, pipeline_failure_payload(title, facts, text, fmt, link))
+    return True

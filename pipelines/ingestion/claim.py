@@ -1,44 +1,188 @@
-"""Claim one raw file so that no other run takes it: an atomic rename into `processing/`."""
+"""Which entries of raw-data may be claimed, and the claim itself: an atomic rename into
+`processing/` under a safe, unique name.
+
+The contract with writers (docs/ingestion.md, "What raw-data accepts"):
+- a name that ends in `.csv`, in any case, is a data file; temporary names (`.name`, `~$name`,
+  `*.tmp`, `*.part`, `*.partial`, `*.crdownload`, `*.download`, `*.filepart`) are ignored until
+  they are renamed: writing under such a name and renaming when done is always safe;
+- a file written in place is claimed only once its size and mtime have not changed for
+  INGEST_SETTLE_SECONDS, measured with the monotonic clock inside one `read_data`: a writer
+  that pauses longer than that between two writes must use a temporary name;
+- anything else (another extension, a symlink, a fifo, a folder, a device) is refused with a
+  reason, and never opened or followed (`os.lstat`, `os.rename` only).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import re
 import secrets
+import stat
+import time
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 _CLAIMED = re.compile(r"--(\d{8}T\d{6})-[0-9a-f]{6}\.csv$")
+TEMP_PREFIXES = (".", "~$")
+TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".download", ".filepart")
+SLUG_MAX = 80  # keeps a claimed name well under the 255-byte limit of file names
 
 
-def claimed_name(original: Path, now: datetime | None = None) -> str:
-    """A name unique per ingestion: the same raw file name may arrive again later."""
+def slug(text: str, *, fallback: str = "file", max_len: int = SLUG_MAX) -> str:
+    """A portable, case-preserving file-name part: ASCII letters, digits, `.`, `_`, `-`.
+
+    Accents are dropped (é -> e), every other run of characters becomes one `_`, `--` never
+    appears (it separates the parts of a claimed name), and the result starts with a letter
+    or digit. Different texts may give the same slug: callers add a hash where that matters.
+    """
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    out = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_text)
+    out = re.sub(r"-{2,}", "-", out)
+    out = out.lstrip("._-")[:max_len].rstrip("._-")
+    return out or fallback
+
+
+def short_hash(text: str, length: int = 8) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:length]
+
+
+def is_temporary(name: str) -> bool:
+    """A name a writer uses while the file is incomplete: ignored, neither claimed nor refused."""
+    lower = name.lower()
+    return name.startswith(TEMP_PREFIXES) or lower.endswith(TEMP_SUFFIXES)
+
+
+def is_csv_name(name: str) -> bool:
+    return name.lower().endswith(".csv") and len(name) > 4
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An entry of raw-data that will not be ingested, and why (never opened)."""
+
+    path: Path
+    kind: str  # 'symlink' | 'fifo' | 'directory' | 'special' | 'not_csv'
+    reason: str
+
+
+@dataclass(frozen=True)
+class Scan:
+    candidates: dict[Path, tuple[int, int, int, int]]  # path -> (size, mtime_ns, inode, device)
+    refused: list[Refusal]
+
+
+def _describe(mode: int) -> tuple[str, str]:
+    if stat.S_ISLNK(mode):
+        return "symlink", "a symbolic link: links are never followed"
+    if stat.S_ISFIFO(mode):
+        return "fifo", "a named pipe (fifo), not a file: never opened"
+    if stat.S_ISDIR(mode):
+        return "directory", "a folder, not a file: raw-data takes files only"
+    return "special", "not a regular file (socket or device): never opened"
+
+
+def scan(raw_dir: Path) -> Scan:
+    """Classify raw-data's entries with lstat() only: CSV candidates and refusals."""
+    candidates, refused = {}, []
+    with os.scandir(raw_dir) as entries:
+        for entry in entries:
+            if is_temporary(entry.name):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # claimed or renamed meanwhile
+            path = Path(entry.path)
+            if not stat.S_ISREG(st.st_mode):
+                kind, reason = _describe(st.st_mode)
+                if kind == "symlink":
+                    reason += f" (it points to {os.readlink(path)!r})"
+                refused.append(Refusal(path, kind, reason))
+            elif not is_csv_name(entry.name):
+                refused.append(
+                    Refusal(path, "not_csv", "not a CSV by name: raw-data takes files named *.csv")
+                )
+            else:
+                candidates[path] = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+    return Scan(candidates, sorted(refused, key=lambda r: r.path.name))
+
+
+def settled_scan(
+    raw_dir: Path, settle_s: float, *, sleep: Callable[[float], None] = time.sleep
+) -> Scan:
+    """Scan twice, `settle_s` apart, and keep the CSV files that did not change in between.
+
+    Only the two observations are compared (never an mtime against the wall clock), and
+    time.sleep() waits on the monotonic clock, so a clock jump neither shortens nor stretches
+    the wait. No sleep when there is nothing to wait for.
+    """
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    first = scan(raw_dir)
+    if settle_s <= 0 or not first.candidates:
+        return first
+    sleep(settle_s)
+    second = scan(raw_dir)
+    stable = {p: sig for p, sig in second.candidates.items() if first.candidates.get(p) == sig}
+    return Scan(stable, second.refused)
+
+
+def claimed_name(original: str, now: datetime | None = None) -> str:
+    """A name unique per ingestion and safe anywhere: `<slug of the stem>--<UTC time>-<random>.csv`.
+
+    The same raw file name may arrive again later; the original name itself is kept in the
+    claim's database row (lifecycle.py) and in `ingestion_files.original_name`.
+    """
+    stem = original[:-4] if is_csv_name(original) else original
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S")
-    return f"{original.stem}--{stamp}-{secrets.token_hex(3)}.csv"
+    return f"{slug(stem)}--{stamp}-{secrets.token_hex(3)}.csv"
+
+
+def take(source: Path, target: Path) -> bool:
+    """Rename source to target; False when another run took source first.
+
+    rename() is atomic within a file system: when two runs race for one file exactly one
+    rename succeeds. It moves the entry itself, so a link or fifo is never followed or opened.
+    """
+    try:
+        os.rename(source, target)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def claim_random_file(
-    raw_dir: Path, processing_dir: Path, rng: random.Random | None = None
+    raw_dir: Path,
+    processing_dir: Path,
+    rng: random.Random | None = None,
+    *,
+    candidates: list[Path] | None = None,
+    before_take: Callable[[Path, Path], None] | None = None,
+    after_lost: Callable[[Path, Path], None] | None = None,
 ) -> Path | None:
-    """Move one random `*.csv` of raw_dir into processing_dir and return its new path.
+    """Move one random claimable file of raw_dir into processing_dir; its new path, or None.
 
-    rename() is atomic within a file system: when two runs race for the same file, exactly one
-    rename succeeds and the other moves on to another file. Writers must create files under a
-    name not ending in .csv and rename them when complete (as error_injection does), so a
-    half-written file is never claimed. None when there is nothing to claim.
+    candidates: the files to choose from (default: every CSV by name, unsettled; read_data
+    passes `settled_scan(...).candidates`). before_take(source, target) runs before the rename
+    (lifecycle records the claim there, so that a claim never exists unrecorded) and
+    after_lost(source, target) when another run won the race.
     """
     processing_dir.mkdir(parents=True, exist_ok=True)
     raw_dir.mkdir(parents=True, exist_ok=True)
-    candidates = sorted(p for p in raw_dir.glob("*.csv") if p.is_file())
-    (rng or random.Random()).shuffle(candidates)
-    for path in candidates:
-        target = processing_dir / claimed_name(path)
-        try:
-            os.rename(path, target)
-        except FileNotFoundError:
-            continue  # another run claimed it first
-        return target
+    pool = sorted(scan(raw_dir).candidates if candidates is None else candidates)
+    (rng or random.Random()).shuffle(pool)
+    for path in pool:
+        target = processing_dir / claimed_name(path.name)
+        if before_take is not None:
+            before_take(path, target)
+        if take(path, target):
+            return target
+        if after_lost is not None:
+            after_lost(path, target)
     return None
 
 
@@ -48,31 +192,3 @@ def claimed_at(path: Path) -> datetime | None:
     if match is None:
         return None
     return datetime.strptime(match.group(1), "%Y%m%dT%H%M%S").replace(tzinfo=UTC)
-
-
-def release_stale_claims(
-    processing_dir: Path, raw_dir: Path, *, older_than_s: float, now: datetime | None = None
-) -> list[Path]:
-    """Put back into raw_dir the claimed files no run has finished for `older_than_s` seconds.
-
-    A run that dies after claiming (killed worker, machine restart) would otherwise leave its
-    file in processing/ for ever. A live run finishes a file in well under a minute and its
-    retries in a few more, so a claim older than STALE_CLAIM_MINUTES is abandoned. The file goes
-    back under its original name, or keeps its claimed name if the original is taken again.
-    """
-    if not processing_dir.exists():
-        return []
-    now = now or datetime.now(UTC)
-    released = []
-    for path in sorted(processing_dir.glob("*.csv")):
-        when = claimed_at(path)
-        if when is None or (now - when).total_seconds() < older_than_s:
-            continue
-        original = path.name.split("--", 1)[0] + ".csv"
-        target = raw_dir / (path.name if (raw_dir / original).exists() else original)
-        try:
-            os.rename(path, target)
-        except FileNotFoundError:
-            continue  # finished or released by another run meanwhile
-        released.append(target)
-    return released

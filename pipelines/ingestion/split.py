@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mlsys.rowchecks import Reason, read_raw_csv
+from pipelines.ingestion.durable import sync_paths
 from pipelines.ingestion.result import ValidationResult, read_reason_chunks
 
 ROW_COLUMN, ERRORS_COLUMN = "_source_row", "_errors"
@@ -196,7 +197,8 @@ def split_file(
         bad_out.commit()
     else:
         bad_out.discard()
-    claimed.unlink()
+    sync_paths([good_path if good_rows else None, bad_path if bad_rows else None])
+    claimed.unlink()  # only once the outputs are on disk
     if reasons_path is not None:
         reasons_path.unlink(missing_ok=True)
     return SplitOutcome(
@@ -241,5 +243,6 @@ def _whole_file_to_bad(claimed: Path, result: ValidationResult, bad_path: Path) 
             indent=2,
         )
     )  # fmt: skip
+    sync_paths([bad_path, reasons])  # on disk before the raw file goes
     claimed.unlink()
     return SplitOutcome(None, str(bad_path), 0, result.rows_total)

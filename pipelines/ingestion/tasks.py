@@ -11,22 +11,69 @@ from mlsys import report_links
 from mlsys.credentials import resolve_secret
 from mlsys.db import psycopg2_dsn
 from pipelines.config import PipelineSettings
-from pipelines.ingestion import alerts, claim, report, split, store
+from pipelines.ingestion import alerts, claim, lifecycle, report, split, store
 from pipelines.ingestion.result import ValidationResult
 
 log = logging.getLogger(__name__)
 
 
-def read_data(ps: PipelineSettings, rng: random.Random | None = None) -> dict[str, Any] | None:
-    """Claim one random raw file (after putting back abandoned claims); None when there is none."""
-    for path in claim.release_stale_claims(
-        ps.processing_dir, ps.core.raw_data_dir, older_than_s=ps.stale_claim_minutes * 60
-    ):
-        log.warning("released an abandoned claim back to raw-data: %s", path.name)
-    path = claim.claim_random_file(ps.core.raw_data_dir, ps.processing_dir, rng)
-    if path is None:
+def read_data(
+    ps: PipelineSettings,
+    rng: random.Random | None = None,
+    *,
+    holder: lifecycle.Holder | None = None,
+    run_state: lifecycle.RunState | None = None,
+) -> dict[str, Any] | None:
+    """Claim one random complete raw file, after pruning the archive, releasing (or
+    quarantining) the claims of dead runs and refusing what is not a CSV file.
+
+    holder: who claims (default: this process, no Airflow run); run_state: reads another
+    run's state (the DAG passes Airflow's). Returns {"path", "file", "original_name"} of the
+    claimed file, None when no file is ready.
+    """
+    import psycopg2
+
+    folders = lifecycle.Folders(
+        raw=ps.core.raw_data_dir, processing=ps.processing_dir, good=ps.core.good_data_dir,
+        bad=ps.core.bad_data_dir, archive=ps.archive_dir,
+    )  # fmt: skip
+    policy = lifecycle.Policy(
+        max_attempts=ps.ingest_max_attempts,
+        archive_days=ps.ingest_archive_days,
+        legacy_stale_s=ps.stale_claim_minutes * 60,
+    )
+    conn = psycopg2.connect(psycopg2_dsn(ps.core.database_url))
+    conn.autocommit = True  # each step stands alone; the claims table is the journal
+    try:
+        outcome = lifecycle.prepare(
+            conn, folders, policy, run_state=run_state, notify=lambda n: notify(ps, n)
+        )
+        if outcome.pruned:
+            log.info("pruned %d archived raw files older than %d days", outcome.pruned,
+                     ps.ingest_archive_days)  # fmt: skip
+        found = claim.settled_scan(folders.raw, ps.ingest_settle_seconds)
+        for name in lifecycle.refuse_all(conn, found.refused, folders, lambda n: notify(ps, n)):
+            log.warning("refused %r: moved to bad_data with its reasons", name)
+        claimed = lifecycle.claim_next(
+            conn, folders, list(found.candidates), holder or lifecycle.Holder.this_process(), rng
+        )
+    finally:
+        conn.close()
+    if claimed is None:
         return None
-    return {"path": str(path), "file": path.name}
+    return {"path": str(claimed.path), "file": claimed.path.name,
+            "original_name": claimed.original_name}  # fmt: skip
+
+
+def notify(ps: PipelineSettings, notice: lifecycle.Notice) -> None:
+    """A lifecycle event to Teams; a delivery failure is logged, never fails the claim."""
+    try:
+        alerts.send_pipeline_failure(
+            notice.title, notice.facts, notice.text,
+            webhook_url=ps.teams_webhook_url, fmt=ps.teams_format,
+        )  # fmt: skip
+    except alerts.AlertDeliveryError as exc:
+        log.warning("alert not delivered (%s): %s: %s", exc, notice.title, notice.text)
 
 
 def validation_request(ps: PipelineSettings) -> dict[str, Any]:
@@ -77,7 +124,8 @@ def save_statistics(ps: PipelineSettings, result: dict[str, Any]) -> int:
 
 def send_alerts(ps: PipelineSettings, result: dict[str, Any]) -> dict[str, Any]:
     checked = ValidationResult.from_dict(result)
-    path = report.write_report(checked, ps.core.reports_dir)
+    original = lifecycle.original_name(psycopg2_dsn(ps.core.database_url), checked.file)
+    path = report.write_report(checked, ps.core.reports_dir, original_name=original)
     outcome = alerts.send_alert(
         checked,
         report_url=report_url(ps, checked.file),

@@ -40,6 +40,11 @@ for dag in bag.dags.values():
                 "downstream": sorted(t.downstream_task_ids),
                 "retries": t.retries,
                 "retry_delay_s": t.retry_delay.total_seconds(),
+                "on_failure": [
+                    f"{c.__module__}.{c.__qualname__}"
+                    for c in (t.on_failure_callback if isinstance(t.on_failure_callback, list)
+                              else [t.on_failure_callback] if t.on_failure_callback else [])
+                ],
             }
             for t in dag.tasks
         },
@@ -121,3 +126,11 @@ def test_every_task_retries_soon(dagbag, dag_id):
         # Well within the schedule: a retry must not outlast the next run's tick.
         delay = timedelta(seconds=task["retry_delay_s"])
         assert timedelta(seconds=1) <= delay <= timedelta(seconds=60), (task_id, delay)
+
+
+@pytest.mark.parametrize("dag_id", sorted(EXPECTED))
+def test_every_task_alerts_when_it_fails_after_its_retries(dagbag, dag_id):
+    # A task-level callback runs in the failed task's own process (a DAG-level one would run
+    # in the dag-processor): Teams hears that the pipeline is broken, not only that data is bad.
+    for task_id, task in dagbag["dags"][dag_id]["tasks"].items():
+        assert task["on_failure"] == ["pipelines.runtime.task_failed"], task_id

@@ -35,6 +35,7 @@ def dag_env(airflow_env, database_url, data_dir, tfdv_worker, teams) -> dict[str
         "TFDV_WORKER_URL": tfdv_worker,
         "TEAMS_WEBHOOK_URL": teams.url,
         "REPORT_BASE_URL": "http://reports.example/reports",
+        "INGEST_SETTLE_SECONDS": "0.5",
     }
 
 

@@ -238,32 +238,5 @@ def test_the_report_says_what_the_reader_normalised():
     notes = ["line 1 is Excel's 'sep=,' hint: skipped, fields split on ','"]
     html = report.render_report(_result("hint.csv", 20, 0, notes=tuple(notes)))
     assert "Reading the file" in html and "line 1 is Excel&#39;s &#39;sep=,&#39; hint" in html
-    assert "Reading the file" not in report.render_report(_result("plain.csv", 20, {}))
+    assert "Reading the file" not in report.render_report(_result("plain.csv", 20, 0))
 
-
-def test_abandoned_claims_go_back_to_raw_data_and_live_ones_stay(tmp_path: Path):
-    from datetime import UTC, datetime, timedelta
-
-    raw, processing = tmp_path / "raw", tmp_path / "processing"
-    raw.mkdir()
-    for name in ("old.csv", "recent.csv", "taken.csv"):
-        (raw / name).write_text("a\n1\n")
-    claimed = {
-        p.name.split("--")[0]: p
-        for p in iter(lambda: claim.claim_random_file(raw, processing), None)
-    }
-    (raw / "taken.csv").write_text("a\n2\n")  # the same name arrived again meanwhile
-    later = datetime.now(UTC) + timedelta(minutes=31)
-    # Only claims older than 30 minutes are released; fake their age by renaming them.
-    for stem in ("old", "taken"):
-        aged = processing / claim.claimed_name(
-            Path(f"{stem}.csv"), now=later - timedelta(minutes=45)
-        )
-        claimed[stem].rename(aged)
-        claimed[stem] = aged
-    released = claim.release_stale_claims(
-        processing, raw, older_than_s=30 * 60, now=later - timedelta(minutes=5)
-    )
-    assert sorted(p.name for p in released) == sorted(["old.csv", claimed["taken"].name])
-    assert (raw / "taken.csv").read_text() == "a\n2\n"  # the newer file is not overwritten
-    assert [p.name for p in processing.iterdir()] == [claimed["recent"].name]
