@@ -13,6 +13,9 @@ GRANT USAGE ON SCHEMA public TO {service}, {pipelines}, {reader};
 -- back (/past-predictions, resends of scheduled rows). It never updates or deletes one.
 GRANT SELECT, INSERT ON predictions TO {service};
 GRANT USAGE ON SEQUENCE predictions_id_seq TO {service};
+-- The UI's chunks carry an Idempotency-Key: a resend finds the first answer (0005). A key is
+-- written once, then given the ids of its predictions in the same transaction.
+GRANT SELECT, INSERT, UPDATE ON idempotent_requests TO {service};
 
 -- The pipelines record ingested files, their issues and drift (upserts: the task may be
 -- retried), and the prediction DAG's ledger. Predictions are stored through the API only.
@@ -20,9 +23,15 @@ GRANT SELECT, INSERT, UPDATE ON ingestion_files TO {pipelines};
 GRANT USAGE ON SEQUENCE ingestion_files_id_seq TO {pipelines};
 GRANT SELECT, INSERT, DELETE ON data_quality_issues, feature_drift TO {pipelines};
 GRANT SELECT, INSERT, UPDATE ON predicted_files TO {pipelines};
+-- The ingestion's claims journal (0003): who holds which file, its attempts and outcome. A
+-- claim is deleted only when its rename into processing/ failed (nothing was claimed).
+GRANT SELECT, INSERT, UPDATE, DELETE ON ingestion_claims TO {pipelines};
+GRANT USAGE ON SEQUENCE ingestion_claims_id_seq TO {pipelines};
+-- The criticality levels (0002) are reference data: read, never written.
+GRANT SELECT ON criticality_levels TO {pipelines};
 
 -- Grafana reads everything of the application and writes nothing (the role is also
 -- read-only by default and has a statement timeout: mlsys.db.provision).
 GRANT SELECT ON predictions, ingestion_files, data_quality_issues, feature_drift,
-    predicted_files TO {reader};
+    predicted_files, criticality_levels, ingestion_claims TO {reader};
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {reader};
