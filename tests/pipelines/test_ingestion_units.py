@@ -239,4 +239,3 @@ def test_the_report_says_what_the_reader_normalised():
     html = report.render_report(_result("hint.csv", 20, 0, notes=tuple(notes)))
     assert "Reading the file" in html and "line 1 is Excel&#39;s &#39;sep=,&#39; hint" in html
     assert "Reading the file" not in report.render_report(_result("plain.csv", 20, 0))
-
