@@ -35,9 +35,13 @@ log = logging.getLogger("service")
 REPORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.html$")
 ERRORS = {
     413: {"model": schemas.ErrorResponse, "description": "body over MAX_BODY_BYTES"},
-    415: {"model": schemas.ErrorResponse, "description": "not JSON"},
+    415: {"model": schemas.ErrorResponse, "description": "no Content-Type, or not JSON"},
     422: {"model": schemas.ErrorResponse, "description": "invalid request; nothing was stored"},
-    503: {"model": schemas.ErrorResponse, "description": "database or model unavailable"},
+    503: {
+        "model": schemas.ErrorResponse,
+        "description": "database or model unavailable (unreachable, full, or not answering "
+        "within API_DB_REQUEST_TIMEOUT_S)",
+    },
 }
 
 
@@ -193,7 +197,7 @@ def create_app(
     @app.post(
         "/predict",
         response_model=schemas.PredictResponse,
-        responses={**ERRORS, 400: {"model": schemas.ErrorResponse, "description": "malformed JSON"},
+        responses={**ERRORS, 400: {"model": schemas.ErrorResponse, "description": "malformed JSON, a duplicate key, nesting over 200, invalid UTF-8 or a lone surrogate; an unknown Host"},
                    409: {"model": schemas.ErrorResponse, "description": "scheduled rows stored with other features"}},
         openapi_extra={
             "requestBody": {
