@@ -38,9 +38,13 @@ log = logging.getLogger("service")
 REPORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.html$")
 ERRORS = {
     413: {"model": schemas.ErrorResponse, "description": "body over MAX_BODY_BYTES"},
-    415: {"model": schemas.ErrorResponse, "description": "not JSON"},
+    415: {"model": schemas.ErrorResponse, "description": "no Content-Type, or not JSON"},
     422: {"model": schemas.ErrorResponse, "description": "invalid request; nothing was stored"},
-    503: {"model": schemas.ErrorResponse, "description": "database or model unavailable"},
+    503: {
+        "model": schemas.ErrorResponse,
+        "description": "database or model unavailable (unreachable, full, or not answering "
+        "within API_DB_REQUEST_TIMEOUT_S)",
+    },
 }
 AUTH_ERRORS = {
     401: {"model": schemas.ErrorResponse, "description": "no credential, or not a valid one"},
@@ -234,7 +238,7 @@ def create_app(
         "/predict",
         response_model=schemas.PredictResponse,
         responses={**ERRORS, **AUTH_ERRORS,
-                   400: {"model": schemas.ErrorResponse, "description": "malformed JSON"},
+                   400: {"model": schemas.ErrorResponse, "description": "malformed JSON, a duplicate key, nesting over 200, invalid UTF-8 or a lone surrogate; an unknown Host"},
                    409: {"model": schemas.ErrorResponse, "description": "scheduled rows stored with other features, or an Idempotency-Key used for other records"}},
         openapi_extra={
             "parameters": [IDEMPOTENCY_HEADER],
