@@ -27,6 +27,7 @@ from mlsys.db import psycopg2_dsn
 from mlsys.rowchecks import read_raw_csv
 from pipelines.config import PipelineSettings, load_pipeline_settings
 from pipelines.ingestion import claim, lifecycle, report, split, tasks
+from pipelines.ingestion.result import Criticality, ValidationResult
 from pipelines.ingestion.tfdv_worker import validate_via_worker
 from tests.conftest import AIRFLOW_PYTHON
 
@@ -185,7 +186,9 @@ def test_a_file_written_in_pieces_is_claimed_whole(
         if claimed is None:
             continue
         claims += 1
-        result = validate_via_worker(tfdv_worker, claimed["path"], config)
+        result = ValidationResult.from_dict(
+            validate_via_worker(tfdv_worker, claimed["path"], config, timeout_s=120)
+        )
         split.split_file(Path(claimed["path"]), result, ps.core.good_data_dir, ps.core.bad_data_dir)
     assert writer.wait() == 0 and claims == 1
     good = [read_raw_csv(p) for p in (data_dir / "good_data").glob("*.csv")]
@@ -306,9 +309,10 @@ def test_the_raw_file_is_archived_and_outlives_the_split(data_dir: Path, databas
     path = Path(claimed["path"])
     archived = ps.archive_dir / claimed["file"]
     assert names(ps.archive_dir) == [claimed["file"]]  # the 31-day-old one was pruned
-    result = {"file": path.name, "rows_total": 5, "rows_valid": 5, "rows_invalid": 0,
-              "unusable": False, "parse_error": None, "bad_rows": {}, "issues": [],
-              "unexpected_columns": ["loan_id"]}  # fmt: skip
+    result = ValidationResult(
+        file=path.name, rows_total=5, rows_invalid=0, criticality=Criticality.LOW,
+        unexpected_columns=("loan_id",),
+    )  # fmt: skip
     split.split_file(path, result, ps.core.good_data_dir, ps.core.bad_data_dir)
     assert not path.exists()
     assert "loan_id" not in read_raw_csv(ps.core.good_data_dir / path.name).columns

@@ -281,15 +281,18 @@ def test_a_report_with_the_policy_renders_with_its_styles_and_runs_no_script(api
     report (as a bad row's value would, were it not escaped) does not run."""
     from playwright.sync_api import sync_playwright
 
+    from mlsys.rowchecks import Reason
     from pipelines.ingestion import report
+    from pipelines.ingestion.result import Criticality, ValidationResult
     from tests.frontend.test_browser import CHROMIUM, CHROMIUM_ARGS
 
-    result = {
-        "file": "csp--1.csv", "rows_total": 2, "rows_valid": 1, "rows_invalid": 1,
-        "unusable": False, "parse_error": None, "unexpected_columns": [], "issues": [],
-        "bad_rows": {"1": [{"rule": "unknown_category", "column": "housing", "value": "x"}]},
-        "tfdv_anomalies": [], "drift": [], "feature_stats": [], "criticality": "high",
-    }  # fmt: skip
+    result = ValidationResult(
+        file="csp--1.csv",
+        rows_total=2,
+        rows_invalid=1,
+        criticality=Criticality.HIGH,
+        sample=(Reason(1, "unknown_category", "housing", "x"),),
+    )
     html = report.render_report(result).replace(
         "</body>", "<script>document.title = 'script ran'</script></body>"
     )
