@@ -19,7 +19,9 @@ GRANT SELECT, INSERT, UPDATE ON idempotent_requests TO {service};
 
 -- The pipelines record ingested files, their issues and drift (upserts: the task may be
 -- retried), and the prediction DAG's ledger. Predictions are stored through the API only.
-GRANT SELECT, INSERT, UPDATE ON ingestion_files TO {pipelines};
+-- DELETE: the row of a failed attempt whose file goes back to raw-data is removed (its
+-- statistics described rows that never landed; pipelines/ingestion/lifecycle.py).
+GRANT SELECT, INSERT, UPDATE, DELETE ON ingestion_files TO {pipelines};
 GRANT USAGE ON SEQUENCE ingestion_files_id_seq TO {pipelines};
 GRANT SELECT, INSERT, DELETE ON data_quality_issues, feature_drift TO {pipelines};
 GRANT SELECT, INSERT, UPDATE ON predicted_files TO {pipelines};

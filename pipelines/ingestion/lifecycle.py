@@ -479,9 +479,20 @@ def release_dead_claims(
         os.rename(path, target)
         fsync_dir(folders.raw)
         (folders.archive / path.name).unlink(missing_ok=True)  # archived again at its next claim
+        forget_failed_attempt(conn, folders, path)
         log.warning("released %s to raw-data as %r (attempt %d of %d failed: %s)",
                     path.name, target.name, attempts, policy.max_attempts, verdict.evidence)  # fmt: skip
         outcome.released.append(target.name)
+
+
+def forget_failed_attempt(conn, folders: Folders, claimed: Path) -> None:
+    """What a failed attempt left of a claim that goes back to raw-data: its statistics row
+    (with its issues and drift, by cascade), which described rows that never landed (e.g. a
+    file still being written when claimed: the split found more rows than were validated),
+    and its reasons file. The next attempt, under a new claimed name, records the truth."""
+    with conn.cursor() as cur:
+        cur.execute("DELETE FROM ingestion_files WHERE file_name = %s", (claimed.name,))
+    (folders.processing / f"{claimed.stem}.reasons.tsv").unlink(missing_ok=True)
 
 
 def _release_legacy(path: Path, folders: Folders, policy: Policy, outcome: Outcome) -> None:

@@ -154,7 +154,7 @@ def test_the_pipelines_record_files_and_cannot_touch_predictions(pg_server, plan
         for statement in (
             PREDICTION,
             "SELECT * FROM predictions",
-            "DELETE FROM ingestion_files",
+            "DELETE FROM predicted_files",
             "DROP TABLE predicted_files",
         ):
             assert _refused(conn, statement), statement

@@ -26,8 +26,8 @@ from mlsys.config import ROOT
 from mlsys.db import psycopg2_dsn
 from mlsys.rowchecks import read_raw_csv
 from pipelines.config import PipelineSettings, load_pipeline_settings
-from pipelines.ingestion import claim, lifecycle, report, split, tasks
-from pipelines.ingestion.result import Criticality, ValidationResult
+from pipelines.ingestion import claim, lifecycle, report, split, store, tasks
+from pipelines.ingestion.result import Criticality, ValidationResult, reasons_path_for
 from pipelines.ingestion.tfdv_worker import validate_via_worker
 from tests.conftest import AIRFLOW_PYTHON
 
@@ -244,6 +244,30 @@ def test_a_file_failing_n_times_goes_to_bad_data_whole_with_its_errors(
     second = tasks.read_data(ps, holder=dead_holder)  # released after one failure, claimed again
     assert second["original_name"] == "poison (2).csv" and second["file"] != first["file"]
     assert names(data_dir / "processing") == [second["file"]]
+
+
+def test_a_failed_attempt_leaves_no_statistics_of_rows_that_never_landed(
+    data_dir: Path, database_url: str, clean, dead_holder
+):
+    """A file claimed while still being written: its first run saves statistics of the rows
+    it saw, then its split fails (more rows now than validated) and the run dies. When the file
+    goes back to raw-data, that row goes too; only the attempt that lands is counted."""
+    ps = pipeline_settings(data_dir, database_url)
+    raw = data_dir / "raw-data" / "growing.csv"
+    clean.iloc[:20].to_csv(raw, index=False)
+    first = tasks.read_data(ps, holder=dead_holder)
+    claimed = Path(first["path"])
+    result = ValidationResult(
+        file=claimed.name, rows_total=5, rows_invalid=0, criticality=Criticality.NONE
+    )
+    store.save_statistics(psycopg2_dsn(database_url), result, report_path="growing.html")
+    reasons_path_for(claimed).write_text("row\trule\tcolumn\tvalue\n")
+
+    second = tasks.read_data(ps, holder=dead_holder)  # released, then claimed again
+    assert second["original_name"] == "growing.csv" and second["file"] != first["file"]
+    rows = db_rows(database_url, "SELECT file_name FROM ingestion_files", ())
+    assert first["file"] not in {name for (name,) in rows}
+    assert names(data_dir / "processing") == [second["file"]]  # no reasons file left behind
 
 
 # --- claims released on evidence, not on the clock ---------------------------------------
