@@ -14,7 +14,7 @@ to guess, with a reason naming the line, the byte or the field at fault, its gue
 | quoted fields with line breaks | one record each: rows are records, not lines |
 | header names with surrounding spaces | stripped (note); cell values are kept exactly as received |
 | an unnamed column | dropped if empty, else named `Unnamed: <n>` as pandas does, n from 0 (note) |
-| a header name used twice | the later column dropped (note saying whether its values differ) |
+| a header name used twice | the later column dropped when its values equal the first's (note), else refused: `conflicting_columns` |
 | a header and no rows | a table of 0 rows (the caller decides) |
 | `;`, tab or `|` instead of `,`, undeclared | refused `wrong_delimiter`, naming it (sniffed on a head sample) and the fix |
 | not UTF-8 (Windows-1252, Latin-1, UTF-16 with a byte-order mark, mixed) | refused `undecodable_text`, naming line and byte offset and how the line would read as Windows-1252 |
@@ -58,6 +58,7 @@ UNDECODABLE_TEXT = "undecodable_text"
 RAGGED_ROWS = "ragged_rows"
 UNTERMINATED_QUOTE = "unterminated_quote"
 WRONG_DELIMITER = "wrong_delimiter"
+CONFLICTING_COLUMNS = "conflicting_columns"
 
 RULE_DESCRIPTIONS = {
     EMPTY_FILE: "the file has no data rows",
@@ -67,6 +68,7 @@ RULE_DESCRIPTIONS = {
     RAGGED_ROWS: "data lines with more or fewer fields than the header",
     UNTERMINATED_QUOTE: "a quoted field is never closed",
     WRONG_DELIMITER: "the fields are separated by another character than a comma",
+    CONFLICTING_COLUMNS: "a column name appears twice with different values",
 }
 
 DELIMITERS = (",", ";", "\t", "|")  # the candidates, the default first
@@ -556,6 +558,10 @@ def _frame(data: bytes, shape: _Shape, delimiter: str, notes: list[str]):
     return _name_columns(frame, shape, notes)
 
 
+def _short(value: str, limit: int = 40) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "\u2026"
+
+
 def _name_columns(frame, shape: _Shape, notes: list[str]):
     header = shape.header
     keep: list[int] = []
@@ -582,14 +588,23 @@ def _name_columns(frame, shape: _Shape, notes: list[str]):
             notes.append(f"column {i + 1} has no name in the header: called {name!r}")
         if name in first_of:
             first = first_of[name]
-            differ = int((column != frame[first]).sum())
-            same = (
-                f"its values differ from column {first + 1}'s in {_count(differ, 'row')}"
-                if differ
-                else f"its values equal column {first + 1}'s in every row"
-            )
+            differ = column != frame[first]
+            if differ.any():
+                # Which of the two is meant cannot be told: keeping either would be a guess
+                # shaping good data, so the file is refused whole (nothing lost).
+                row = int(differ.to_numpy().argmax())
+                raise CsvRefused(
+                    CONFLICTING_COLUMNS,
+                    f"column {name!r} appears twice (columns {first + 1} and {i + 1}) with "
+                    f"different values in {_count(int(differ.sum()), 'row')} (first in data "
+                    f"row {row + 1}: {_short(frame[first].iloc[row])!r} against "
+                    f"{_short(column.iloc[row])!r}): keep one of them and send the file again",
+                    len(frame),
+                    notes,
+                )
             notes.append(
-                f"column {name!r} appears more than once: column {i + 1} was dropped ({same})"
+                f"column {name!r} appears more than once: column {i + 1} was dropped (its "
+                f"values equal column {first + 1}'s in every row)"
             )
             continue
         first_of[name] = i

@@ -250,16 +250,24 @@ SHAPES: list[Shape] = [
     ),
     # Header names.
     Shape(
-        "duplicated header names",
-        b"sex,job,age,job,age\nmale,2,67,2,68\nfemale,1,22,1,22\n",
+        "duplicated header names with equal values",
+        b"sex,job,age,job\nmale,2,67,2\nfemale,1,22,1\n",
         SMALL_COLUMNS,
         2,
         SMALL_FIRST,
         notes=(
             "column 'job' appears more than once: column 4 was dropped (its values equal "
             "column 2's in every row)",
-            "column 'age' appears more than once: column 5 was dropped (its values differ "
-            "from column 3's in 1 row)",
+        ),
+    ),
+    Shape(
+        "duplicated header names with different values: which one is meant is a guess",
+        b"sex,job,age,job,age\nmale,2,67,2,68\nfemale,1,22,1,22\n",
+        rows=2,
+        refused="conflicting_columns",
+        reason=(
+            "column 'age' appears twice (columns 3 and 5) with different values in 1 row",
+            "'67' against '68'",
         ),
     ),
     Shape(

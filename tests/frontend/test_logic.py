@@ -143,15 +143,19 @@ def test_shapes_the_reader_normalises_are_predicted_with_its_notes(info, applica
         "line 1 is Excel's 'sep=;' hint",
         "the header ends with a delimiter (column 10 has no name and no value)",
     ]
-    repeated = pd.concat([frame, frame["age"] + 1], axis=1)
+    repeated = pd.concat([frame, frame["age"]], axis=1)  # the same values twice: unambiguous
     parsed = logic.parse_upload(csv_of(repeated), info.features, max_bytes=MB)
-    assert [r["age"] for r in parsed.records] == frame["age"].tolist()  # the first 'age'
+    assert [r["age"] for r in parsed.records] == frame["age"].tolist()
     assert parsed.notes == [
-        "column 'age' appears more than once: column 10 was dropped (its values differ from "
-        "column 9's in 3 rows)"
+        "column 'age' appears more than once: column 10 was dropped (its values equal "
+        "column 9's in every row)"
     ]
     error = refused(csv_of(repeated.assign(sex="x")), info)  # refused later on: notes kept
     assert error.notes == parsed.notes
+    conflicting = pd.concat([frame, frame["age"] + 1], axis=1)  # which age is meant? refused
+    assert "Column 'age' appears twice (columns 9 and 10)" in str(
+        refused(csv_of(conflicting), info)
+    )
 
 
 def test_a_file_over_the_limit_is_refused_before_parsing(info, applications):
