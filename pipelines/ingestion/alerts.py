@@ -166,8 +166,13 @@ def send_alert(
         }
     payload = build_payload(result, report_url, fmt)
     if not webhook_url:
-        log.warning("no TEAMS_WEBHOOK_URL configured; alert not sent: %s", summary_lines(result))
-        return {"sent": False, "reason": "no webhook configured"}
+        # The link goes to the task log instead: the only way to the report without Teams.
+        log.warning(
+            "no TEAMS_WEBHOOK_URL configured; alert not sent: %s; report: %s",
+            summary_lines(result),
+            report_url,
+        )
+        return {"sent": False, "reason": "no webhook configured", "report_url": report_url}
     status = post(webhook_url, payload)
     return {"sent": True, "status": status, "format": fmt}
 

@@ -152,6 +152,17 @@ def test_alert_levels_and_delivery_errors():
         alerts.post("http://127.0.0.1:9/hook", {"x": 1}, timeout_s=2)
 
 
+def test_without_a_webhook_the_report_link_goes_to_the_log(caplog):
+    link = "http://127.0.0.1:8000/reports/r-1a2b3c4d.html?expires=1&sig=s"
+    with caplog.at_level("WARNING"):
+        outcome = alerts.send_alert(
+            _result("r--1.csv", 3, 1), report_url=link, webhook_url=None, fmt="adaptive",
+            minimum=Criticality.LOW,
+        )  # fmt: skip
+    assert outcome["sent"] is False and outcome["report_url"] == link
+    assert link in caplog.text
+
+
 def test_the_report_is_self_contained_and_escapes_data():
     sample = (rowchecks.Reason(1, "unknown_category", "housing", '"><img src=x onerror=alert(1)>'),)
     html = report.render_report(_result("r--1.csv", 3, 1, sample=sample))
