@@ -93,7 +93,13 @@ def whole_file_result(
     rows = count_data_lines(path) if rows is None else rows
     if rule == rowchecks.UNREADABLE_FILE and rows == 0:
         rule = rowchecks.EMPTY_FILE
-    description = f"{DESCRIPTIONS.get(rule, 'the file cannot be read as CSV')}: {message}"
+    # The reader's refusals are whole sentences naming the problem: prefixing the rule's own
+    # description would say it twice ("not UTF-8 text: not UTF-8 text ...").
+    description = (
+        message
+        if rule in csvfile.RULE_DESCRIPTIONS
+        else f"{DESCRIPTIONS.get(rule, 'the file cannot be read as CSV')}: {message}"
+    )
     return ValidationResult(
         file=path.name,
         rows_total=rows,
