@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from mlsys import csvfile
 from pipelines.ingestion import claim
 from pipelines.ingestion.durable import fsync_dir, sync_paths
 
@@ -329,12 +330,6 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def count_data_lines(path: Path) -> int:
-    """Rows of a file nobody parsed: non-blank lines after the first (the header)."""
-    with open(path, "rb") as f:
-        return max(sum(1 for line in f if line.strip()) - 1, 0)
-
-
 def archive(path: Path, archive_dir: Path) -> Path:
     """Keep the raw file as received under archive/<claimed name>: a hard link (no copy, and
     it outlives the split's removal of the claimed file), a copy across file systems."""
@@ -403,7 +398,7 @@ def quarantine(
     """Move a claimed file whole to bad_data, with a reasons file, a row and a notice."""
     target = _free_name(folders.bad, path.name)
     reasons = target.with_name(target.name[: -len(".csv")] + ".reasons.json")
-    rows = count_data_lines(path)
+    rows = csvfile.count_data_lines(path)
     _write_reasons(reasons, {
         "file": path.name, "original_name": original_name, "quarantined": True,
         "reason": reason, "attempts": attempts, "rows": rows, "errors": errors,

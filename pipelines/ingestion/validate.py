@@ -58,39 +58,11 @@ class ValidationConfig:
         return cls(**{k: Path(v) if k in paths else v for k, v in data.items()})
 
 
-def count_data_lines(path: Path, block_bytes: int = 1 << 20) -> int:
-    """Rows of a file that is not parsed: non-blank lines after the header, read in blocks of
-    `block_bytes` (memory bounded whatever the file's size or line length) and judged with
-    numpy, not line by line (a 200 MB file of short lines is 100,000,000 lines). A quoted field
-    spanning lines counts once per line."""
-    import numpy as np
-
-    blank = np.zeros(256, dtype=bool)
-    blank[list(b" \t\r\n\x0b\x0c")] = True
-    lines, pending = 0, False  # pending: the line being read so far is not blank
-    with open(path, "rb") as src:
-        while block := src.read(block_bytes):
-            data = np.frombuffer(block, dtype=np.uint8)
-            ends = np.flatnonzero(data == 10)
-            # seen[i]: how many non-blank bytes come before byte i.
-            seen = np.concatenate(([0], np.cumsum(~blank[data])))
-            starts = np.concatenate(([0], ends[:-1] + 1))
-            filled = seen[ends] > seen[starts]
-            if ends.size:
-                filled[0] |= pending
-                lines += int(np.count_nonzero(filled))
-                pending = bool(seen[-1] > seen[ends[-1] + 1])
-            else:
-                pending = pending or bool(seen[-1])
-    lines += pending
-    return max(lines - 1, 0)
-
-
 def whole_file_result(
     path: Path, rule: str, message: str, *, rows: int | None = None, notes=()
 ) -> ValidationResult:
     """A file that goes to bad_data whole: not read as rows (unreadable, empty, too large)."""
-    rows = count_data_lines(path) if rows is None else rows
+    rows = csvfile.count_data_lines(path) if rows is None else rows
     if rule == rowchecks.UNREADABLE_FILE and rows == 0:
         rule = rowchecks.EMPTY_FILE
     # The reader's refusals are whole sentences naming the problem: prefixing the rule's own

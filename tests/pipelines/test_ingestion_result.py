@@ -10,7 +10,7 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from mlsys import rowchecks
+from mlsys import csvfile, rowchecks
 from mlsys.config import ConfigError
 from mlsys.features import Kind, get_feature_spec
 from pipelines.config import load_pipeline_settings
@@ -31,7 +31,6 @@ from pipelines.ingestion.result import (
 from pipelines.ingestion.validate import (
     FILE_TOO_LARGE,
     ValidationConfig,
-    count_data_lines,
     criticality,
     row_verdict,
     validate_file,
@@ -250,4 +249,6 @@ def test_the_size_limit_and_worker_timeout_are_settings():
 def test_rows_of_a_file_not_parsed_are_counted_in_blocks(tmp_path: Path, content, rows):
     path = tmp_path / "f.csv"
     path.write_bytes(content)
-    assert {count_data_lines(path, block_bytes=size) for size in (1, 2, 3, 1 << 20)} == {rows}
+    assert {csvfile.count_data_lines(path, block_bytes=size) for size in (1, 2, 3, 1 << 20)} == {
+        rows
+    }
