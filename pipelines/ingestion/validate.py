@@ -34,7 +34,7 @@ from pipelines.ingestion.result import (
 # Share of bad rows from which a file is of medium / high criticality.
 MEDIUM_SHARE, HIGH_SHARE = 0.10, 0.50
 FILE_TOO_LARGE = "file_too_large"
-WRONG_DELIMITER = "wrong_delimiter"
+WRONG_DELIMITER = csvfile.WRONG_DELIMITER  # also found here: a `sep=` line that lies
 BYTES_PER_MB = 1024 * 1024
 
 
@@ -86,7 +86,6 @@ def whole_file_result(
 
 DESCRIPTIONS = rowchecks.RULE_DESCRIPTIONS | {
     FILE_TOO_LARGE: "the file is over INGEST_MAX_FILE_MB: not read, kept whole in bad_data",
-    WRONG_DELIMITER: "the file seems delimited by another character than ','",
 }
 
 
