@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import FastAPI
+
 from mlsys.features import FeatureSpec, Kind
+from service.config import ServiceSettings
 from service.validation import MAX_SOURCE_FILE_CHARS, MAX_SOURCE_ROW
 
 
@@ -118,3 +121,32 @@ def predict_examples(spec: FeatureSpec) -> dict[str, Any]:
             "value": {"source": "webapp", "records": [one, {**two, spec.names[0]: None}]},
         },
     }
+
+
+def complete(app: FastAPI, spec: FeatureSpec, conf: ServiceSettings) -> None:
+    """Make `app.openapi()` add what the routes cannot declare at import: /predict's request
+    body (this feature spec's records, at most MAX_BATCH_RECORDS) and /past-predictions'
+    largest `limit` (PAST_PREDICTIONS_MAX_LIMIT). The document is built once, then cached."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = FastAPI.openapi(app)  # builds and caches app.openapi_schema
+            document["paths"]["/predict"]["post"]["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": predict_request_schema(spec, conf.max_batch_records),
+                        "examples": predict_examples(spec),
+                    }
+                },
+            }
+            top = conf.past_predictions_max_limit
+            for param in document["paths"]["/past-predictions"]["get"]["parameters"]:
+                if param["name"] == "limit":
+                    param["description"] = param["schema"]["description"] = (
+                        f"page size, at most {top}"
+                    )
+                    param["schema"]["maximum"] = top
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

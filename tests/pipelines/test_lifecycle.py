@@ -370,7 +370,7 @@ AWKWARD = [
 
 
 def test_every_file_name_gets_a_safe_unique_report_name_and_claimed_name():
-    from service.main import REPORT_NAME
+    from service.routes.reports import REPORT_NAME
 
     reports = [report.report_name(n) for n in AWKWARD]
     assert len({r.lower() for r in reports}) == len(AWKWARD)  # even on case-blind disks

@@ -1,0 +1,34 @@
+"""GET /model-info: the loaded model's version, metrics and features."""
+
+# No `from __future__ import annotations`: FastAPI evaluates the route signatures.
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from mlsys import api_auth
+from service.auth import require
+from service.responses import AUTH_ERRORS, ERRORS, json_response
+
+router = APIRouter()
+
+
+@router.get(
+    "/model-info",
+    responses={**AUTH_ERRORS, 503: ERRORS[503]},
+    dependencies=[Depends(require(api_auth.MODEL_INFO, "read the model's description"))],
+)
+async def model_info(request: Request) -> Response:
+    """Version, metrics and the features (the UI builds its form from them)."""
+    state = request.app.state
+    loaded = state.models.get()
+    meta = loaded.metadata
+    return json_response(
+        {
+            "version": loaded.version,
+            "trained_at": meta.get("trained_at"),
+            "metrics": meta.get("metrics", {}),
+            "target": state.spec.target,
+            "classes": meta.get("classes"),
+            "features": state.spec.to_dict()["features"],
+        }
+    )
