@@ -12,7 +12,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from mlsys.config import Settings, get_settings
 from mlsys.features import FeatureSpec, load_feature_spec
-from service import openapi_docs
+from service import openapi_docs, report_index
 from service.auth import Authenticator
 from service.config import ServiceSettings, allowed_hosts, get_service_settings
 from service.errors import add_exception_handlers
@@ -46,6 +46,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(model_info.router)
     app.include_router(reports.router)
+    app.include_router(report_index.router)
     openapi_docs.complete(app, spec, conf)
     return app
 
