@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlsys import pg
 from mlsys.config import ROOT, get_settings
 from mlsys.db import migrate
+from ops import pg
 from pipelines.airflow_env import airflow_environment
 
 VENVS = Path(os.environ.get("VENV_DIR", "") or ROOT / ".venvs")

@@ -26,9 +26,9 @@ import psutil
 import psycopg2
 
 from bench.ingest_data_gen import write_large_file
-from mlsys import pg
 from mlsys.config import ROOT, get_settings
 from mlsys.db import migrate, psycopg2_dsn
+from ops import pg
 from pipelines.airflow_env import airflow_environment
 
 VENVS = Path(os.environ.get("VENV_DIR", "") or ROOT / ".venvs")

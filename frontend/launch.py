@@ -1,4 +1,4 @@
-"""How `make up` (mlsys.ops) starts the web UI: Streamlit from the app environment."""
+"""How `make up` (ops.supervisor) starts the web UI: Streamlit from the app environment."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from mlsys.config import ROOT, Settings
-from mlsys.ops import Service
+from ops.supervisor import Service
 
 APP = ROOT / "frontend" / "app.py"
 

@@ -1,4 +1,4 @@
-"""How `make up` starts the model service (imported by mlsys.ops)."""
+"""How `make up` starts the model service (imported by ops.supervisor)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from mlsys.config import ROOT, Settings, load_settings
-from mlsys.ops import Service
+from ops.supervisor import Service
 from service.config import ServiceSettings, get_service_settings, load_service_settings
 
 

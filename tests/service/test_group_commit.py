@@ -13,8 +13,8 @@ import asyncpg
 import psycopg2
 import pytest
 
-from mlsys import pg
 from mlsys.db import psycopg2_dsn
+from ops import pg
 from service.db import DatabaseUnavailable
 from service.group_commit import GroupWriter, Row, asyncpg_dsn
 

@@ -40,6 +40,8 @@ PG_SYSTEM_USER = "embedded_postgres"  # the server refuses to run as root
 SUPERUSER = "postgres"
 SUPERUSER_SECRET = "PG_SUPERUSER_PASSWORD"
 # The first line of every pg_hba.conf we write: a data folder without it predates passwords.
+# Its text names this module's former path and must stay as it is: existing data folders are
+# recognised by it (a changed marker would re-run the password upgrade on each of them).
 HBA_MARKER = "# mlsys: password logins over loopback TCP only (written by mlsys/pg.py)"
 HBA = f"""{HBA_MARKER}
 # Any edit is overwritten at the next `make up`. No `local` lines: the unix socket is off.
