@@ -6,6 +6,8 @@ SHELL := /bin/bash
 -include .env
 export
 
+# The Python code reads VENV_DIR through mlsys.config (Settings.venv_python); make runs before
+# any environment exists, so it keeps the same default itself (tests/test_config.py checks).
 VENV_DIR ?= $(CURDIR)/.venvs
 APP_PY := $(VENV_DIR)/app/bin/python
 TFDV_PY := $(VENV_DIR)/tfdv/bin/python

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from mlsys.config import ROOT, Settings
@@ -11,17 +10,13 @@ from ops.supervisor import Service
 APP = ROOT / "frontend" / "app.py"
 
 
-def app_python() -> Path:
-    return Path(os.environ.get("VENV_DIR", ROOT / ".venvs")) / "app" / "bin" / "python"
-
-
 def command(settings: Settings, *, python: Path | None = None) -> list[str]:
     """The Streamlit command line; the browser test starts the UI with the same one."""
     from frontend.config import load_ui_settings
 
     ui = load_ui_settings()
     return [
-        str(python or app_python()),
+        str(python or settings.venv_python("app")),
         "-m",
         "streamlit",
         "run",

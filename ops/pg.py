@@ -33,6 +33,7 @@ from pathlib import Path
 import psycopg2
 from psycopg2 import sql
 
+from mlsys.config import libpq_url, postgres_url
 from mlsys.credentials import ensure_secret, read_secret_file, resolve_secret
 from mlsys.redact import redact
 
@@ -90,16 +91,17 @@ class EmbeddedServer:
 
     def url(self, database: str = "postgres") -> str:
         """SQLAlchemy URL of `database` as the superuser (for set-up and tests only)."""
-        return (
-            f"postgresql+psycopg2://{SUPERUSER}:{self.password}@{self.host}:{self.port}/{database}"
+        return postgres_url(
+            user=SUPERUSER,
+            password=self.password,
+            host=self.host,
+            port=self.port,
+            database=database,
         )
 
     def dsn(self, database: str = "postgres") -> str:
-        """libpq DSN of `database` as the superuser (for set-up and tests only)."""
-        return (
-            f"host={self.host} port={self.port} user={SUPERUSER} dbname={database} "
-            f"password={self.password}"
-        )
+        """libpq URL of `database` as the superuser, for psycopg2 (set-up and tests only)."""
+        return libpq_url(self.url(database))
 
 
 def _embedded():

@@ -25,7 +25,7 @@ from pathlib import Path
 from mlsys.api_auth import ensure_local_credentials
 from mlsys.config import DB_ROLES, ROOT, ConfigError, Settings, get_settings
 from mlsys.credentials import SecretError, ensure_secret, resolve_secret, secrets_dir
-from mlsys.db import RolePlan, apply_grants, migrate, provision, psycopg2_dsn
+from mlsys.db import RolePlan, apply_grants, migrate, provision
 from ops import pg
 
 
@@ -110,7 +110,7 @@ def database_up(settings: Settings) -> str:
                 "; upgraded from password-less logins to SCRAM passwords and one role per component"
             )
     elif settings.database_admin_url:
-        admin_dsn = psycopg2_dsn(settings.database_admin_url)
+        admin_dsn = settings.database_admin_dsn
         where = "PostgreSQL from DATABASE_URL (not started by us; roles from DATABASE_ADMIN_URL)"
     else:
         where = "PostgreSQL from DATABASE_URL (not started by us; roles and grants are yours)"

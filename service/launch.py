@@ -15,14 +15,10 @@ from ops.supervisor import Service
 from service.config import ServiceSettings, get_service_settings, load_service_settings
 
 
-def app_python() -> str:
-    return str(Path(os.environ.get("VENV_DIR", ROOT / ".venvs")) / "app" / "bin" / "python")
-
-
 def command(settings: Settings, conf: ServiceSettings | None = None) -> list[str]:
     conf = conf or get_service_settings()
     cmd = [
-        app_python(), "-m", "uvicorn", "service.main:app",
+        str(settings.venv_python("app")), "-m", "uvicorn", "service.main:app",
         "--host", settings.api_host,
         "--port", str(settings.api_port),
         # Each worker imports the app and loads the model in its lifespan, after the worker

@@ -19,14 +19,17 @@ from psycopg2 import sql
 
 from mlsys import report_links
 from mlsys.api_auth import TOKEN_NAMES, Role
-from mlsys.config import ROOT, get_settings
+from mlsys.config import get_settings, load_settings
 from mlsys.db import migrate, psycopg2_dsn
 from ops import pg
 
-VENV_DIR = Path(os.environ.get("VENV_DIR", ROOT / ".venvs"))
-APP_PYTHON = VENV_DIR / "app" / "bin" / "python"
-TFDV_PYTHON = VENV_DIR / "tfdv" / "bin" / "python"
-AIRFLOW_PYTHON = VENV_DIR / "airflow" / "bin" / "python"
+# Where the environments are (VENV_DIR), as every component resolves it; load_settings, not
+# the cached get_settings, so that nothing is cached before pytest_configure sets the tokens.
+_ENVIRONMENTS = load_settings()
+VENV_DIR = _ENVIRONMENTS.venv_dir
+APP_PYTHON = _ENVIRONMENTS.venv_python("app")
+TFDV_PYTHON = _ENVIRONMENTS.venv_python("tfdv")
+AIRFLOW_PYTHON = _ENVIRONMENTS.venv_python("airflow")
 
 # The API credentials of this test session (random, never the developer's): set in the
 # environment before any test runs, so that every service, UI and DAG the tests start, and
