@@ -6,6 +6,8 @@ SHELL := /bin/bash
 -include .env
 export
 
+# The Python code reads VENV_DIR through mlsys.config (Settings.venv_python); make runs before
+# any environment exists, so it keeps the same default itself (tests/test_config.py checks).
 VENV_DIR ?= $(CURDIR)/.venvs
 APP_PY := $(VENV_DIR)/app/bin/python
 TFDV_PY := $(VENV_DIR)/tfdv/bin/python
@@ -29,16 +31,16 @@ lock: ## re-resolve requirements/*.in into requirements/*.txt, every file pinned
 
 up: setup ## start the system on embedded defaults (database, model, services)
 	@$(APP_PY) -m training.train --if-missing
-	@$(APP_PY) -m mlsys.ops up
+	@$(APP_PY) -m ops up
 
 down: ## stop everything that `make up` started
-	@$(APP_PY) -m mlsys.ops down
+	@$(APP_PY) -m ops down
 
 status: ## say what runs
-	@$(APP_PY) -m mlsys.ops status
+	@$(APP_PY) -m ops status
 
 db migrate: setup ## start the database if it is ours and apply pending migrations
-	@$(APP_PY) -m mlsys.ops db
+	@$(APP_PY) -m ops db
 
 train: setup ## (re)train the model into MODEL_DIR
 	@$(APP_PY) -m training.train

@@ -16,11 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from mlsys.config import ROOT
+from mlsys.config import ROOT, get_settings
 
 ROWS = 1_000_000
-ENVS = {"app": ROOT / ".venvs" / "app" / "bin" / "python",
-        "tfdv": ROOT / ".venvs" / "tfdv" / "bin" / "python"}  # fmt: skip
+ENVS = {env: get_settings().venv_python(env) for env in ("app", "tfdv")}
 
 
 def write_files(folder: Path) -> dict[str, Path]:

@@ -19,10 +19,10 @@ import pandas as pd
 from bench.service_bench import train_into
 from frontend import logic
 from frontend.api_client import ApiClient, parse_model_info
-from mlsys import pg
 from mlsys.config import get_settings
 from mlsys.db import migrate
 from mlsys.features import get_feature_spec
+from ops import pg
 
 
 def applications(rows: int) -> pd.DataFrame:

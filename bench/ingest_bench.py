@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from mlsys import pg
 from mlsys.config import ROOT, get_settings
 from mlsys.db import migrate
+from ops import pg
 from pipelines.airflow_env import airflow_environment
 
-VENVS = Path(os.environ.get("VENV_DIR", "") or ROOT / ".venvs")
-TFDV_PY, AIRFLOW_PY = VENVS / "tfdv" / "bin" / "python", VENVS / "airflow" / "bin" / "python"
+TFDV_PY, AIRFLOW_PY = get_settings().venv_python("tfdv"), get_settings().venv_python("airflow")
 
 
 def write_file(folder: Path, name: str) -> Path:

@@ -26,13 +26,12 @@ import psutil
 import psycopg2
 
 from bench.ingest_data_gen import write_large_file
-from mlsys import pg
 from mlsys.config import ROOT, get_settings
 from mlsys.db import migrate, psycopg2_dsn
+from ops import pg
 from pipelines.airflow_env import airflow_environment
 
-VENVS = Path(os.environ.get("VENV_DIR", "") or ROOT / ".venvs")
-TFDV_PY, AIRFLOW_PY = VENVS / "tfdv" / "bin" / "python", VENVS / "airflow" / "bin" / "python"
+TFDV_PY, AIRFLOW_PY = get_settings().venv_python("tfdv"), get_settings().venv_python("airflow")
 ROWS = int(os.environ.get("INGEST_BENCH_ROWS", "") or 1_000_000)
 BAD_SHARE = 0.10
 GOAL_S, GOAL_RSS_MB = 30.0, 1536.0

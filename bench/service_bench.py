@@ -36,11 +36,11 @@ from sqlalchemy import create_engine
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from mlsys import pg
 from mlsys.api_auth import Role, bearer_headers, ensure_local_credentials
 from mlsys.config import get_settings
 from mlsys.db import migrate, psycopg2_dsn
 from mlsys.features import load_feature_spec
+from ops import pg
 
 STORED_ROWS = int(os.environ.get("BENCH_STORED_ROWS", 1_000_000))
 BATCH_ROWS = 10_000

@@ -20,6 +20,7 @@ COPY requirements/app.txt requirements/app.txt
 RUN pip install -r requirements/app.txt
 
 COPY mlsys mlsys
+COPY ops ops
 COPY service service
 COPY frontend frontend
 COPY training training

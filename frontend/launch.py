@@ -1,18 +1,13 @@
-"""How `make up` (mlsys.ops) starts the web UI: Streamlit from the app environment."""
+"""How `make up` (ops.supervisor) starts the web UI: Streamlit from the app environment."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from mlsys.config import ROOT, Settings
-from mlsys.ops import Service
+from ops.supervisor import Service
 
 APP = ROOT / "frontend" / "app.py"
-
-
-def app_python() -> Path:
-    return Path(os.environ.get("VENV_DIR", ROOT / ".venvs")) / "app" / "bin" / "python"
 
 
 def command(settings: Settings, *, python: Path | None = None) -> list[str]:
@@ -21,7 +16,7 @@ def command(settings: Settings, *, python: Path | None = None) -> list[str]:
 
     ui = load_ui_settings()
     return [
-        str(python or app_python()),
+        str(python or settings.venv_python("app")),
         "-m",
         "streamlit",
         "run",

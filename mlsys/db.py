@@ -1,30 +1,27 @@
-"""Database access shared by the components: URLs, engines and migrations."""
+"""Database set-up shared by the components: migrations, roles, grants (URL forms: mlsys.config)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlsys.config import DB_ROLES, ROOT, Settings
+from mlsys.config import DB_ROLES, ROOT, Settings, libpq_url
 
 MIGRATIONS_DIR = ROOT / "sql" / "migrations"
 
 
-def yoyo_url(sqlalchemy_url: str) -> str:
-    """yoyo names the psycopg2 backend `postgresql://`."""
-    return "postgresql://" + sqlalchemy_url.split("://", 1)[1]
-
-
-def psycopg2_dsn(sqlalchemy_url: str) -> str:
-    """A libpq URL that psycopg2.connect() accepts."""
-    return yoyo_url(sqlalchemy_url)
+def psycopg2_dsn(url: str) -> str:
+    """What psycopg2.connect() takes, from any PostgreSQL URL: `mlsys.config.libpq_url` (the
+    one conversion; `Settings.database_dsn` and its siblings give it ready-made)."""
+    return libpq_url(url)
 
 
 def migrate(url: str, migrations_dir: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply the pending migrations in `sql/migrations`; returns the ids applied (none: [])."""
     from yoyo import get_backend, read_migrations
 
-    backend = get_backend(yoyo_url(url))
+    # yoyo picks its psycopg2 backend from libpq's `postgresql://` scheme.
+    backend = get_backend(libpq_url(url))
     migrations = read_migrations(str(migrations_dir))
     with backend.lock():
         pending = backend.to_apply(migrations)

@@ -24,7 +24,7 @@ MODEL_FILE = "model.txt"
 METADATA_FILE = "metadata.json"
 SEED = 42
 PARAMS: dict[str, Any] = {
-    # Lightly tuned (ARCHITECTURE.md: 5-fold ROC AUC 0.75 against 0.73 for the defaults).
+    # Lightly tuned: on German Credit, 5-fold ROC AUC 0.75 against 0.73 for LightGBM's defaults.
     "objective": "binary",
     "learning_rate": 0.03,
     "num_leaves": 15,

@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from mlsys.config import ROOT, Settings
+from mlsys.config import ROOT, Settings, get_settings
 from mlsys.credentials import ensure_secret, resolve_secret, secrets_dir
 
 DAGS_FOLDER = ROOT / "pipelines" / "dags"
@@ -59,14 +59,14 @@ def ensure_admin_password(settings: Settings) -> Path:
     return path
 
 
-def airflow_bin_dir(venv_dir: Path | None = None) -> Path:
-    return (venv_dir or Path(os.environ.get("VENV_DIR", "") or ROOT / ".venvs")) / "airflow" / "bin"
+def airflow_bin_dir(settings: Settings | None = None) -> Path:
+    return (settings or get_settings()).venv_bin("airflow")
 
 
 def airflow_environment(
     settings: Settings, *, home: Path, metadata_url: str | None = None, port: int | None = None
 ) -> dict[str, str]:
-    bin_dir = airflow_bin_dir()
+    bin_dir = airflow_bin_dir(settings)
     api_port = port or settings.airflow_port
     log_port = settings.airflow_log_server_port
     return {

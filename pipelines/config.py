@@ -12,7 +12,6 @@ from functools import lru_cache
 from pathlib import Path
 
 from mlsys.config import (
-    ROOT,
     ConfigError,
     Settings,
     env_float,
@@ -63,7 +62,6 @@ def load_pipeline_settings(env: dict[str, str] | None = None) -> PipelineSetting
     core = get_settings() if env is None else load_settings(env)
     env = dict(os.environ if env is None else env)
     worker_port = env_int(env, "TFDV_WORKER_PORT", 8790, low=1, high=65535)
-    venvs = Path(env.get("VENV_DIR", "").strip() or ROOT / ".venvs")
     teams_format = env.get("TEAMS_FORMAT", "adaptive").strip().lower() or "adaptive"
     if teams_format not in ("adaptive", "messagecard"):
         raise ConfigError(f"TEAMS_FORMAT={teams_format!r} must be 'adaptive' or 'messagecard'")
@@ -75,7 +73,7 @@ def load_pipeline_settings(env: dict[str, str] | None = None) -> PipelineSetting
         raise ConfigError(str(exc)) from None
     return PipelineSettings(
         core=core,
-        tfdv_python=Path(env.get("TFDV_PYTHON", "").strip() or venvs / "tfdv" / "bin" / "python"),
+        tfdv_python=Path(env.get("TFDV_PYTHON", "").strip() or core.venv_python("tfdv")),
         tfdv_worker_port=worker_port,
         tfdv_worker_url=(
             env.get("TFDV_WORKER_URL", "").strip().rstrip("/") or f"http://127.0.0.1:{worker_port}"

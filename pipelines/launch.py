@@ -6,7 +6,7 @@ import os
 
 from mlsys.config import Settings
 from mlsys.credentials import secret_path
-from mlsys.ops import Service
+from ops.supervisor import Service
 from pipelines.airflow_env import (
     ADMIN_SECRET,
     ADMIN_USER,

@@ -5,6 +5,7 @@
 #   scripts/envs.sh --lock [app|airflow|tfdv ...] re-resolve requirements/*.in into *.txt, with hashes
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# The default of mlsys.config's Settings.venv_dir: this script creates what Python reads later.
 VENV_DIR="${VENV_DIR:-$ROOT/.venvs}"
 PYTHON="${PYTHON:-python3.11}"
 

@@ -18,7 +18,8 @@ class ServiceSettings:
     # uvicorn worker processes; each loads the model itself after it started.
     workers: int
     # Threads doing database work in each worker, each holding its own connection, so the
-    # "pool" can never be smaller than the thread pool (ARCHITECTURE.md: "pool exhausted").
+    # "pool" can never be smaller than the thread pool (a psycopg2 pool smaller than FastAPI's
+    # 40-thread pool was measured failing requests with "pool exhausted").
     db_pool_size: int
     # Seconds to wait for a connection: a database that is down must give a quick 503.
     db_connect_timeout_s: int

@@ -2,8 +2,9 @@
 
 Blocking work (psycopg2, and the validation and prediction around it) runs in a dedicated
 executor of API_DB_POOL_SIZE threads, each with its own connection: the pool of connections
-can then never be smaller than the pool of threads (ARCHITECTURE.md measured "pool exhausted"
-with FastAPI's 40-thread default pool), and the event loop stays free to accept requests.
+can then never be smaller than the pool of threads (a smaller psycopg2 pool was measured failing
+requests with "pool exhausted" under FastAPI's 40-thread default pool), and the event loop
+stays free to accept requests.
 
 A lost connection is dropped and the next call opens a new one, so the service recovers by
 itself when the database comes back. A call that fails on a reused connection before COMMIT

@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 import asyncpg
 import orjson
 
+from mlsys.config import libpq_url
 from service.db import DatabaseUnavailable, first_line, is_unavailable_sqlstate
 
 log = logging.getLogger("service.group_commit")
@@ -65,14 +66,6 @@ class _Pending:
     done: asyncio.Future[list[tuple[int, datetime]]] = field(repr=False)
 
 
-def asyncpg_dsn(url: str) -> str:
-    """SQLAlchemy-style URLs (`postgresql+psycopg2://`) as libpq-style ones for asyncpg."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or not scheme.startswith(("postgresql", "postgres")):
-        raise ValueError(f"not a PostgreSQL URL: {url.split('@')[-1]!r}")
-    return f"postgresql://{rest}"
-
-
 class GroupWriter:
     def __init__(
         self,
@@ -84,7 +77,7 @@ class GroupWriter:
         synchronous_commit: bool = True,
         request_timeout_s: float = 10.0,
     ):
-        self.dsn = asyncpg_dsn(url)
+        self.dsn = libpq_url(url)
         self.request_timeout_s = request_timeout_s
         self.max_group_rows = max_group_rows
         self.connect_timeout_s = connect_timeout_s

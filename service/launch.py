@@ -1,4 +1,4 @@
-"""How `make up` starts the model service (imported by mlsys.ops)."""
+"""How `make up` starts the model service (imported by ops.supervisor)."""
 
 from __future__ import annotations
 
@@ -11,18 +11,14 @@ import urllib.request
 from pathlib import Path
 
 from mlsys.config import ROOT, Settings, load_settings
-from mlsys.ops import Service
+from ops.supervisor import Service
 from service.config import ServiceSettings, get_service_settings, load_service_settings
-
-
-def app_python() -> str:
-    return str(Path(os.environ.get("VENV_DIR", ROOT / ".venvs")) / "app" / "bin" / "python")
 
 
 def command(settings: Settings, conf: ServiceSettings | None = None) -> list[str]:
     conf = conf or get_service_settings()
     cmd = [
-        app_python(), "-m", "uvicorn", "service.main:app",
+        str(settings.venv_python("app")), "-m", "uvicorn", "service.main:app",
         "--host", settings.api_host,
         "--port", str(settings.api_port),
         # Each worker imports the app and loads the model in its lifespan, after the worker

@@ -17,15 +17,19 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from mlsys import pg, report_links
+from mlsys import report_links
 from mlsys.api_auth import TOKEN_NAMES, Role
-from mlsys.config import ROOT, get_settings
+from mlsys.config import get_settings, load_settings
 from mlsys.db import migrate, psycopg2_dsn
+from ops import pg
 
-VENV_DIR = Path(os.environ.get("VENV_DIR", ROOT / ".venvs"))
-APP_PYTHON = VENV_DIR / "app" / "bin" / "python"
-TFDV_PYTHON = VENV_DIR / "tfdv" / "bin" / "python"
-AIRFLOW_PYTHON = VENV_DIR / "airflow" / "bin" / "python"
+# Where the environments are (VENV_DIR), as every component resolves it; load_settings, not
+# the cached get_settings, so that nothing is cached before pytest_configure sets the tokens.
+_ENVIRONMENTS = load_settings()
+VENV_DIR = _ENVIRONMENTS.venv_dir
+APP_PYTHON = _ENVIRONMENTS.venv_python("app")
+TFDV_PYTHON = _ENVIRONMENTS.venv_python("tfdv")
+AIRFLOW_PYTHON = _ENVIRONMENTS.venv_python("airflow")
 
 # The API credentials of this test session (random, never the developer's): set in the
 # environment before any test runs, so that every service, UI and DAG the tests start, and
@@ -51,7 +55,7 @@ def auth_headers(role: Role) -> dict[str, str]:
 def _pytest_tmp_traversable(tmp_path_factory: pytest.TempPathFactory) -> None:
     """As root, the embedded servers run as `embedded_postgres`, which must traverse pytest's
     temporary root (created 0700) to reach a data folder under `tmp_path`: o+x (not listable)
-    on pytest's own folders. `mlsys.pg` itself never chmods above a server's state folder."""
+    on pytest's own folders. `ops.pg` itself never chmods above a server's state folder."""
     if os.geteuid() != 0:
         return
     base = tmp_path_factory.getbasetemp()

@@ -1,10 +1,20 @@
+import os
+import subprocess
 import traceback
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
-from mlsys.config import DB_ROLES, ROOT, ConfigError, load_settings
+from mlsys.config import (
+    DB_ROLES,
+    ROOT,
+    ConfigError,
+    libpq_url,
+    load_settings,
+    postgres_url,
+    sqlalchemy_url,
+)
 from mlsys.credentials import SecretError, ensure_secret
 
 
@@ -101,3 +111,93 @@ def test_settings_never_show_a_password(tmp_path: Path):
            "DATABASE_ADMIN_URL": "postgresql://postgres:hunter2-admin@db/postgres",
            "PG_OWNER_PASSWORD": "hunter2-owner"}  # fmt: skip
     assert "hunter2" not in repr(load_settings(env))
+
+
+# --- where the Python environments are: VENV_DIR, resolved by Settings only --------------
+
+
+def test_the_environments_live_under_venv_dir(tmp_path: Path):
+    assert load_settings({}).venv_python("app") == ROOT / ".venvs" / "app" / "bin" / "python"
+    assert load_settings({"VENV_DIR": "envs"}).venv_dir == ROOT / "envs"  # from the root
+    given = load_settings({"VENV_DIR": str(tmp_path)})
+    assert given.venv_bin("airflow") == tmp_path / "airflow" / "bin"
+    assert given.venv_python("tfdv") == tmp_path / "tfdv" / "bin" / "python"
+    with pytest.raises(ConfigError, match="unknown Python environment 'conda'"):
+        given.venv_python("conda")
+
+
+def test_every_component_starts_its_interpreter_from_venv_dir(tmp_path: Path):
+    """The service, the UI, Airflow and the TFDV task, given one VENV_DIR, all use it."""
+    from frontend import launch as ui_launch
+    from pipelines.airflow_env import airflow_environment
+    from pipelines.config import load_pipeline_settings
+    from service import launch as api_launch
+    from service.config import load_service_settings
+
+    env = {"VENV_DIR": str(tmp_path), "VAR_DIR": str(tmp_path / "var")}
+    settings = load_settings(env)
+    assert api_launch.command(settings, load_service_settings(env))[0] == str(
+        tmp_path / "app" / "bin" / "python"
+    )
+    assert ui_launch.command(settings)[0] == str(tmp_path / "app" / "bin" / "python")
+    assert load_pipeline_settings(env).tfdv_python == tmp_path / "tfdv" / "bin" / "python"
+    metadata = "postgresql://a:b@h/airflow"  # the URL is beside the point here
+    path = airflow_environment(settings, home=tmp_path / "h", metadata_url=metadata)["PATH"]
+    assert path.split(":")[0] == str(tmp_path / "airflow" / "bin")
+
+
+def test_the_makefile_finds_the_environments_where_the_settings_do():
+    # The Makefile runs before any environment exists, so it cannot ask Python: same default.
+    env = {k: v for k, v in os.environ.items() if k != "VENV_DIR"}
+    printed = subprocess.run(
+        ["make", "-pn", "-f", "Makefile"], cwd=ROOT, env=env, capture_output=True, text=True
+    ).stdout
+    app_py = next(line for line in printed.splitlines() if line.startswith("APP_PY :="))
+    assert app_py.split(":=", 1)[1].strip() == str(load_settings({}).venv_python("app"))
+
+
+# --- the forms of a database address -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg2://u:p@h:5/db?sslmode=require",
+        "postgresql://u:p@h:5/db?sslmode=require",
+        "postgres://u:p@h:5/db?sslmode=require",
+    ],
+)
+def test_each_form_of_a_postgres_url(url):
+    assert libpq_url(url) == "postgresql://u:p@h:5/db?sslmode=require"
+    assert sqlalchemy_url(url) == "postgresql+psycopg2://u:p@h:5/db?sslmode=require"
+
+
+def test_another_scheme_is_refused_without_its_password():
+    for convert in (libpq_url, sqlalchemy_url):
+        with pytest.raises(ConfigError, match="not a PostgreSQL URL") as caught:
+            convert("mysql://u:hunter2-secret@h/db")
+        assert "hunter2" not in str(caught.value)
+
+
+def test_a_built_url_keeps_any_password_in_every_form():
+    from psycopg2.extensions import parse_dsn
+
+    password = "p@ss:w/rd %20?#"
+    url = postgres_url(user="o'brien", password=password, host="h", port=5, database="d b")
+    parsed = make_url(url)
+    assert (parsed.username, parsed.password, parsed.database) == ("o'brien", password, "d b")
+    libpq = parse_dsn(libpq_url(url))  # what psycopg2, asyncpg and yoyo are given
+    assert (libpq["user"], libpq["password"], libpq["dbname"]) == ("o'brien", password, "d b")
+
+
+def test_settings_give_each_database_in_both_forms(tmp_path: Path):
+    env = {"VAR_DIR": str(tmp_path), "MLSYS_DB_ROLE": "service"}
+    for component in DB_ROLES:
+        ensure_secret(tmp_path, DB_ROLES[component][1])
+    s = load_settings(env)
+    assert s.database_dsn == libpq_url(s.database_url)
+    assert make_url(s.database_dsn).username == "mlsys_service"
+    assert make_url(s.owner_database_dsn).username == "mlsys_owner"
+    assert s.database_admin_dsn is None
+    admin = load_settings({**env, "DATABASE_ADMIN_URL": "postgres://postgres:x@h/postgres"})
+    assert admin.database_admin_dsn == "postgresql://postgres:x@h/postgres"

@@ -10,18 +10,18 @@ import sys
 import psutil
 import pytest
 
-from mlsys import ops, pg
 from mlsys.config import load_settings
+from ops import pg, supervisor
 
 
-def _service(port: int) -> ops.Service:
+def _service(port: int) -> supervisor.Service:
     # A real long-running process with a child, like uvicorn's supervisor and its workers.
     script = (
         "import subprocess, sys, http.server;"
         "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)']);"
         f"http.server.HTTPServer(('127.0.0.1', {port}), http.server.SimpleHTTPRequestHandler).serve_forever()"
     )
-    return ops.Service(
+    return supervisor.Service(
         name="dummy",
         command=lambda s: [sys.executable, "-c", script],
         url=lambda s: f"http://127.0.0.1:{port}",
@@ -33,16 +33,16 @@ def _service(port: int) -> ops.Service:
 def test_start_twice_is_harmless_and_stop_ends_the_tree(tmp_path):
     settings = load_settings({"VAR_DIR": str(tmp_path)})
     service = _service(pg.free_port())
-    first = ops.start_service(settings, service)
+    first = supervisor.start_service(settings, service)
     assert first.startswith("dummy: http://127.0.0.1:")
-    pid = ops.service_pid(settings, "dummy")
+    pid = supervisor.service_pid(settings, "dummy")
     tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
     assert len(tree) == 2
-    assert "already running" in ops.start_service(settings, service)
-    assert ops.service_pid(settings, "dummy") == pid
-    assert ops.stop_service(settings, "dummy", grace_s=10) == "dummy: stopped"
+    assert "already running" in supervisor.start_service(settings, service)
+    assert supervisor.service_pid(settings, "dummy") == pid
+    assert supervisor.stop_service(settings, "dummy", grace_s=10) == "dummy: stopped"
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree)
-    assert ops.stop_service(settings, "dummy") is None  # stopping twice is harmless too
+    assert supervisor.stop_service(settings, "dummy") is None  # stopping twice is harmless too
 
 
 def test_a_taken_port_is_reported_clearly(tmp_path):
@@ -52,8 +52,8 @@ def test_a_taken_port_is_reported_clearly(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(SystemExit, match=f"port {port} is already taken by another program"):
-            ops.start_service(settings, _service(port))
-    assert ops.service_pid(settings, "dummy") is None
+            supervisor.start_service(settings, _service(port))
+    assert supervisor.service_pid(settings, "dummy") is None
 
 
 def test_a_pid_file_naming_another_live_process_is_neither_reported_nor_killed(tmp_path):
@@ -62,22 +62,22 @@ def test_a_pid_file_naming_another_live_process_is_neither_reported_nor_killed(t
     settings = load_settings({"VAR_DIR": str(tmp_path)})
     stranger = subprocess.Popen(["sleep", "300"])
     try:
-        run = ops.run_dir(settings)
+        run = supervisor.run_dir(settings)
         run.mkdir(parents=True)
         # The same pid, but recorded for a process started at another time, or another command.
-        real = ops.PidRecord.of(stranger.pid)
+        real = supervisor.PidRecord.of(stranger.pid)
         for record in (
-            ops.PidRecord(stranger.pid, real.create_time - 3600, real.cmdline_sha256),
-            ops.PidRecord(stranger.pid, real.create_time, "0" * 64),
+            supervisor.PidRecord(stranger.pid, real.create_time - 3600, real.cmdline_sha256),
+            supervisor.PidRecord(stranger.pid, real.create_time, "0" * 64),
         ):
             (run / "dummy.pid").write_text(record.to_json())
-            assert ops.service_pid(settings, "dummy") is None
-            line = ops.stop_service(settings, "dummy", grace_s=1)
+            assert supervisor.service_pid(settings, "dummy") is None
+            line = supervisor.stop_service(settings, "dummy", grace_s=1)
             assert line == "dummy: not running (stale pid file removed, nothing killed)"
             assert stranger.poll() is None  # still alive
         (run / "dummy.pid").write_text(str(stranger.pid))  # a bare pid (older pid files)
-        assert ops.service_pid(settings, "dummy") is None
-        ops.stop_service(settings, "dummy", grace_s=1)
+        assert supervisor.service_pid(settings, "dummy") is None
+        supervisor.stop_service(settings, "dummy", grace_s=1)
         assert stranger.poll() is None
     finally:
         stranger.kill()
@@ -88,14 +88,14 @@ def test_status_reports_a_recycled_pid_as_stopped(tmp_path):
     settings = load_settings({"VAR_DIR": str(tmp_path)})
     stranger = subprocess.Popen(["sleep", "300"])
     try:
-        ops.run_dir(settings).mkdir(parents=True)
-        real = ops.PidRecord.of(stranger.pid)
-        for service in ops.services():
-            record = ops.PidRecord(stranger.pid, real.create_time + 1, real.cmdline_sha256)
-            (ops.run_dir(settings) / f"{service.name}.pid").write_text(record.to_json())
-        lines = ops.status(settings)
+        supervisor.run_dir(settings).mkdir(parents=True)
+        real = supervisor.PidRecord.of(stranger.pid)
+        for service in supervisor.services():
+            record = supervisor.PidRecord(stranger.pid, real.create_time + 1, real.cmdline_sha256)
+            (supervisor.run_dir(settings) / f"{service.name}.pid").write_text(record.to_json())
+        lines = supervisor.status(settings)
         assert str(stranger.pid) not in "\n".join(lines)
-        assert all(f"{s.name}: stopped" in lines for s in ops.services())
+        assert all(f"{s.name}: stopped" in lines for s in supervisor.services())
     finally:
         stranger.kill()
         stranger.wait()

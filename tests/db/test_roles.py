@@ -14,8 +14,8 @@ import psycopg2
 import pytest
 from psycopg2 import errors, sql
 
-from mlsys import pg
 from mlsys.db import RolePlan, apply_grants, migrate, provision
+from ops import pg
 
 APP_DB, AIRFLOW_DB = "roles_app", "roles_airflow"
 NAMES = {

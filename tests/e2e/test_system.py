@@ -21,10 +21,11 @@ import pandas as pd
 import psutil
 import pytest
 
-from mlsys import pg, report_links
+from mlsys import report_links
 from mlsys.api_auth import TOKEN_NAMES, Role, bearer_headers
 from mlsys.config import ROOT, load_settings
 from mlsys.features import Kind, get_feature_spec
+from ops import pg
 from tests.pipelines.conftest import TeamsReceiver, teams  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]

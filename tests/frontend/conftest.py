@@ -13,9 +13,9 @@ import httpx
 import psycopg2
 import pytest
 
-from mlsys import pg
 from mlsys.api_auth import Role
 from mlsys.db import migrate, psycopg2_dsn
+from ops import pg
 from tests.conftest import auth_headers, fresh_database
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"

@@ -16,9 +16,9 @@ from frontend.api_client import (
     parse_model_info,
 )
 from frontend.config import load_ui_settings
-from mlsys import pg
 from mlsys.config import ConfigError
 from mlsys.features import Kind, get_feature_spec
+from ops import pg
 from tests.frontend.conftest import count_predictions
 
 
@@ -118,7 +118,7 @@ def test_ui_settings_come_from_the_environment():
 def test_make_up_starts_streamlit_headless_on_the_ui_port_talking_to_api_url():
     from frontend.launch import SERVICE
     from mlsys.config import load_settings
-    from mlsys.ops import services
+    from ops.supervisor import services
 
     assert SERVICE in services()
     settings = load_settings({"UI_PORT": "8601", "API_URL": "http://127.0.0.1:8100"})

@@ -1,6 +1,6 @@
 """A real browser on the running app: headless Chromium (Debian's package) driven by Playwright.
 
-The UI runs as `make up` runs it (mlsys.ops starting frontend/launch.py's SERVICE) and talks
+The UI runs as `make up` runs it (ops.supervisor starting frontend/launch.py's SERVICE) and talks
 to the real service; the test fills the form, uploads CSV files and filters past predictions,
 saving a screenshot of each step under test-artifacts/<test name>/.
 """
@@ -18,9 +18,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mlsys import model, ops, pg
+from mlsys import model
 from mlsys.config import load_settings
 from mlsys.features import get_feature_spec
+from ops import pg
+from ops import supervisor as ops
 from tests.frontend.conftest import count_predictions, post_scheduled
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
@@ -37,7 +39,7 @@ WAIT_MS = 30_000
 
 @pytest.fixture(scope="module")
 def ui_url(api_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The Streamlit app, started by `make up`'s own code (mlsys.ops) on a free port."""
+    """The Streamlit app, started by `make up`'s own code (ops.supervisor) on a free port."""
     from frontend.launch import SERVICE
 
     env = {

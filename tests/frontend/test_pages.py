@@ -16,8 +16,9 @@ from streamlit.testing.v1 import AppTest
 from frontend import logic
 from frontend.api_client import ApiClient
 from frontend.config import get_ui_settings
-from mlsys import model, pg
+from mlsys import model
 from mlsys.features import get_feature_spec
+from ops import pg
 from tests.frontend.conftest import count_predictions, post_scheduled
 
 APP = str(logic.__file__).replace("logic.py", "app.py")

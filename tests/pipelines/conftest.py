@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from mlsys import pg
 from mlsys.config import ROOT, get_settings
+from ops import pg
 from pipelines.airflow_env import airflow_environment
 from tests.conftest import AIRFLOW_PYTHON, TFDV_PYTHON, fresh_database
 

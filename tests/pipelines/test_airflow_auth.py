@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mlsys import pg
 from mlsys.config import load_settings
 from mlsys.credentials import secret_path
+from ops import pg
 from pipelines.airflow_env import ADMIN_SECRET, airflow_environment, ensure_admin_password
 from tests.conftest import AIRFLOW_PYTHON
 

@@ -19,9 +19,9 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from mlsys import pg
 from mlsys.db import psycopg2_dsn
 from mlsys.rowchecks import read_raw_csv
+from ops import pg
 from tests.pipelines.conftest import finish_dag, run_dag, start_dag
 from tests.service.conftest import service_env, start_api
 

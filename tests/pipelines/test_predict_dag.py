@@ -19,10 +19,10 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from mlsys import pg
 from mlsys.api_auth import Role
 from mlsys.db import migrate, psycopg2_dsn
 from mlsys.features import Kind, get_feature_spec
+from ops import pg
 from pipelines.prediction import ledger
 from service import launch
 from tests.conftest import auth_headers, fresh_database

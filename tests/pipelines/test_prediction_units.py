@@ -13,11 +13,11 @@ import psycopg2
 import pytest
 import requests
 
-from mlsys import pg
 from mlsys.api_auth import Role
 from mlsys.db import migrate, psycopg2_dsn
 from mlsys.features import Kind, get_feature_spec
 from mlsys.rowchecks import read_raw_csv
+from ops import pg
 from pipelines.config import PipelineSettings, load_pipeline_settings
 from pipelines.prediction import ledger, records, tasks
 from pipelines.prediction.api import (

@@ -16,10 +16,10 @@ import httpx
 import psycopg2
 import pytest
 
-from mlsys import pg
 from mlsys.api_auth import Role
 from mlsys.db import migrate, psycopg2_dsn
 from mlsys.features import FeatureSpec, load_feature_spec
+from ops import pg
 from service import launch
 from service.openapi_docs import example_record
 from tests.conftest import VENV_DIR, auth_headers, fresh_database

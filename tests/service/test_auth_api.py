@@ -14,9 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mlsys import pg, report_links
+from mlsys import report_links
 from mlsys.api_auth import TOKEN_NAMES, Role, ensure_local_credentials
 from mlsys.credentials import SecretError
+from ops import pg
 from service import auth, launch
 from service.openapi_docs import example_record
 from tests.conftest import API_TOKENS, REPORT_LINK_KEY, auth_headers

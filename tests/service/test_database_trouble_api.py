@@ -23,9 +23,9 @@ import orjson
 import psycopg2
 import pytest
 
-from mlsys import pg
 from mlsys.api_auth import Role
 from mlsys.db import psycopg2_dsn
+from ops import pg
 from service import launch
 from service.openapi_docs import example_record
 from tests.conftest import auth_headers

@@ -13,10 +13,11 @@ import asyncpg
 import psycopg2
 import pytest
 
-from mlsys import pg
+from mlsys.config import libpq_url as asyncpg_dsn  # what GroupWriter gives asyncpg
 from mlsys.db import psycopg2_dsn
+from ops import pg
 from service.db import DatabaseUnavailable
-from service.group_commit import GroupWriter, Row, asyncpg_dsn
+from service.group_commit import GroupWriter, Row
 
 
 def writer_for(url: str, **kw) -> GroupWriter:

@@ -7,9 +7,9 @@ import time
 import httpx
 
 from mlsys import model as mlmodel
-from mlsys import pg
 from mlsys.api_auth import Role
 from mlsys.db import migrate
+from ops import pg
 from service import launch
 from service.openapi_docs import example_record
 from tests.conftest import auth_headers

@@ -33,6 +33,7 @@ from pathlib import Path
 import psycopg2
 from psycopg2 import sql
 
+from mlsys.config import libpq_url, postgres_url
 from mlsys.credentials import ensure_secret, read_secret_file, resolve_secret
 from mlsys.redact import redact
 
@@ -40,6 +41,8 @@ PG_SYSTEM_USER = "embedded_postgres"  # the server refuses to run as root
 SUPERUSER = "postgres"
 SUPERUSER_SECRET = "PG_SUPERUSER_PASSWORD"
 # The first line of every pg_hba.conf we write: a data folder without it predates passwords.
+# Its text names this module's former path and must stay as it is: existing data folders are
+# recognised by it (a changed marker would re-run the password upgrade on each of them).
 HBA_MARKER = "# mlsys: password logins over loopback TCP only (written by mlsys/pg.py)"
 HBA = f"""{HBA_MARKER}
 # Any edit is overwritten at the next `make up`. No `local` lines: the unix socket is off.
@@ -88,16 +91,17 @@ class EmbeddedServer:
 
     def url(self, database: str = "postgres") -> str:
         """SQLAlchemy URL of `database` as the superuser (for set-up and tests only)."""
-        return (
-            f"postgresql+psycopg2://{SUPERUSER}:{self.password}@{self.host}:{self.port}/{database}"
+        return postgres_url(
+            user=SUPERUSER,
+            password=self.password,
+            host=self.host,
+            port=self.port,
+            database=database,
         )
 
     def dsn(self, database: str = "postgres") -> str:
-        """libpq DSN of `database` as the superuser (for set-up and tests only)."""
-        return (
-            f"host={self.host} port={self.port} user={SUPERUSER} dbname={database} "
-            f"password={self.password}"
-        )
+        """libpq URL of `database` as the superuser, for psycopg2 (set-up and tests only)."""
+        return libpq_url(self.url(database))
 
 
 def _embedded():

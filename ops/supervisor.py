@@ -1,4 +1,4 @@
-"""Bring the local system up and down: `python -m mlsys.ops up|down|status|db`.
+"""Bring the local system up and down: `python -m ops up|down|status|db`.
 
 `make up`, `make down` and `make status` call this. Each long-running part is started in its
 own process group with its pid file and log file under VAR_DIR/run and VAR_DIR/log, so that
@@ -22,11 +22,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from mlsys import pg
 from mlsys.api_auth import ensure_local_credentials
 from mlsys.config import DB_ROLES, ROOT, ConfigError, Settings, get_settings
 from mlsys.credentials import SecretError, ensure_secret, resolve_secret, secrets_dir
-from mlsys.db import RolePlan, apply_grants, migrate, provision, psycopg2_dsn
+from mlsys.db import RolePlan, apply_grants, migrate, provision
+from ops import pg
 
 
 @dataclass
@@ -110,7 +110,7 @@ def database_up(settings: Settings) -> str:
                 "; upgraded from password-less logins to SCRAM passwords and one role per component"
             )
     elif settings.database_admin_url:
-        admin_dsn = psycopg2_dsn(settings.database_admin_url)
+        admin_dsn = settings.database_admin_dsn
         where = "PostgreSQL from DATABASE_URL (not started by us; roles from DATABASE_ADMIN_URL)"
     else:
         where = "PostgreSQL from DATABASE_URL (not started by us; roles and grants are yours)"
@@ -355,7 +355,7 @@ def status(settings: Settings) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mlsys.ops", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status", "db"])
     args = parser.parse_args(argv)
     try:
