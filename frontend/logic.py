@@ -117,7 +117,12 @@ def check_columns(header: Sequence[str], features: Sequence[Feature]) -> None:
     raise CsvError(
         f"The columns do not match the model's features (missing column"
         f"{'s' if len(missing) > 1 else ''}: {', '.join(missing)}). "
-        f"Expected: {', '.join(names)}.{hint}"
+        f"Expected: {', '.join(names)}.{hint}",
+        # Row 0: the header line.
+        [
+            CellProblem(0, n, "", rules.missing_column_message(), rules.MISSING_COLUMN)
+            for n in missing
+        ],
     )
 
 
@@ -197,10 +202,8 @@ def parse_upload(data: bytes, features: Sequence[Feature], *, max_bytes: int) ->
     notes = list(table.notes)
     extra = unexpected_columns(list(table.frame.columns), features)
     if extra:
-        notes.append(
-            f"The column{'s' if len(extra) > 1 else ''} {', '.join(extra)} "
-            f"{'are' if len(extra) > 1 else 'is'} not a feature of the model: ignored."
-        )
+        message = rules.unexpected_column_message([f.name for f in features])
+        notes.extend(f"Column {name!r} {message}: ignored." for name in extra)
     try:
         check_columns(list(table.frame.columns), features)
         frame = check_values(table.frame, features)

@@ -79,10 +79,14 @@ def test_missing_and_extra_columns_are_named(info, applications):
     error = refused(csv_of(frame), info)
     assert "missing columns: purpose, age" in str(error)
     # Extra columns refuse nothing (the ingestion drops them too): a note names them.
-    assert "The columns risk, comment are not a feature of the model: ignored." in error.notes
+    assert [n.split(" is not")[0] for n in error.notes] == ["Column 'risk'", "Column 'comment'"]
     parsed = logic.parse_upload(csv_of(applications.assign(risk=1)), info.features, max_bytes=MB)
     assert parsed.rows == len(applications) and "risk" not in parsed.records[0]
-    assert "The column risk is not a feature of the model: ignored." in parsed.notes
+    assert parsed.notes == [
+        "Column 'risk' is not a feature of the model (the features are: "
+        + ", ".join(f.name for f in info.features)
+        + "): ignored."
+    ]
 
 
 def test_every_bad_value_is_reported_with_its_row_and_column(info, applications):
