@@ -179,7 +179,9 @@ def test_the_base_row_is_valid_everywhere(base_row, api_url, model_info, tmp_pat
 
 
 @pytest.mark.parametrize(("case", "column", "cell", "rule"), CASES, ids=[c[0] for c in CASES])
-def test_ingestion_ui_and_api_agree(case, column, cell, rule, base_row, api_url, model_info, tmp_path):
+def test_ingestion_ui_and_api_agree(
+    case, column, cell, rule, base_row, api_url, model_info, tmp_path
+):
     path = tmp_path / "case.csv"
     path.write_bytes(csv_for(base_row, column, cell))
     ingestion = ingestion_verdict(path)
