@@ -4,8 +4,9 @@ The pages only wire widgets to these functions, and the tests call them directly
 always come from the API's /model-info (as `mlsys.features.Feature`), never from a list typed here.
 
 A CSV is checked completely before anything is sent (columns, then every value against the
-feature's kind, domain and range, with the same rules as the API) so that a bad file is refused
-as a whole with the rows and columns at fault, instead of being half-sent chunk by chunk.
+feature's kind, domain and range, with the rules of `mlsys.rules`: the same the API and the
+ingestion apply) so that a bad file is refused as a whole with the rows and columns at fault,
+instead of being half-sent chunk by chunk.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from frontend.api_client import ApiClient, ApiError, ApiRejected, Prediction, RecordError
-from mlsys import csvfile
+from mlsys import csvfile, rules
 from mlsys.features import Feature, Kind
 
 # How many invalid values are listed one by one; the summary still counts all of them.
@@ -37,12 +38,14 @@ SOURCE_CHOICES: dict[str, str] = {
 
 @dataclass(frozen=True)
 class CellProblem:
-    """One value at fault. `row` counts data rows from 1 (the first line after the header)."""
+    """One value at fault. `row` counts data rows from 1 (the first line after the header);
+    `rule`: its `mlsys.rules` rule name."""
 
     row: int
     column: str
     value: str
     message: str
+    rule: str = ""
 
 
 class CsvError(ValueError):
@@ -102,96 +105,66 @@ def _sentence(text: str) -> str:
 
 
 def check_columns(header: Sequence[str], features: Sequence[Feature]) -> None:
-    """Refuse missing and extra columns, naming them (the API takes exactly the features)."""
-    names = [f.name for f in features]
-    missing = [n for n in names if n not in header and _required(features, n)]
-    extra = [h for h in header if h not in names]
-    if not missing and not extra:
+    """Refuse a file without a column a required feature needs, naming them. Columns the model
+    does not know are ignored (`unexpected_columns`), as the ingestion drops them."""
+    missing = [f.name for f in features if f.required and f.name not in {str(h) for h in header}]
+    if not missing:
         return
-    parts = []
-    if missing:
-        parts.append(f"missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
-    if extra:
-        parts.append(f"unexpected column{'s' if len(extra) > 1 else ''}: {', '.join(extra)}")
+    names = [f.name for f in features]
     hint = ""
     if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
         hint = " The header has a single column: is the file separated by commas?"
     raise CsvError(
-        f"The columns do not match the model's features ({'; '.join(parts)}). "
-        f"Expected: {', '.join(names)}.{hint}"
+        f"The columns do not match the model's features (missing column"
+        f"{'s' if len(missing) > 1 else ''}: {', '.join(missing)}). "
+        f"Expected: {', '.join(names)}.{hint}",
+        # Row 0: the header line.
+        [
+            CellProblem(0, n, "", rules.missing_column_message(), rules.MISSING_COLUMN)
+            for n in missing
+        ],
     )
 
 
-def _required(features: Sequence[Feature], name: str) -> bool:
-    return next(f.required for f in features if f.name == name)
+def unexpected_columns(header: Sequence[str], features: Sequence[Feature]) -> list[str]:
+    """The columns of `header` that are not features (ignored, and said in a note)."""
+    names = {f.name for f in features}
+    return [str(h) for h in header if str(h) not in names]
 
 
 def _number_text(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+    return rules.format_number(value)
 
 
 def _check_column(feature: Feature, raw: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """Typed values, a mask of bad cells, and the message of each bad cell."""
-    messages = pd.Series("", index=raw.index, dtype="object")
-    empty = raw == ""
-    if feature.required:
-        messages[empty] = "missing value"
-    if feature.is_categorical:
-        bad_domain = ~empty & ~raw.isin(feature.values)
-        allowed = ", ".join(feature.values)
-        messages[bad_domain] = raw[bad_domain].map(lambda v: f"{v!r} is not one of: {allowed}")
-        values = raw.where(~empty, None).astype("object")
-        return values, messages != "", messages
-    numbers = pd.to_numeric(raw.where(~empty), errors="coerce")
-    kind_name = "an integer" if feature.kind is Kind.INTEGER else "a number"
-    not_number = ~empty & ~pd.Series(np.isfinite(numbers.to_numpy(float)), index=raw.index)
-    messages[not_number] = raw[not_number].map(lambda v: f"{v!r} is not {kind_name}")
-    ok = ~empty & ~not_number
-    if feature.kind is Kind.INTEGER:
-        fractional = ok & (numbers % 1 != 0)
-        messages[fractional] = raw[fractional].map(lambda v: f"{v!r} is not {kind_name}")
-        ok &= ~fractional
-    if feature.minimum is not None:
-        low = ok & (numbers < feature.minimum)
-        lo = _number_text(feature.minimum)
-        messages[low] = raw[low].map(lambda v: f"{v} is below the minimum {lo}")
-    if feature.maximum is not None:
-        high = ok & (numbers > feature.maximum)
-        hi = _number_text(feature.maximum)
-        messages[high] = raw[high].map(lambda v: f"{v} is above the maximum {hi}")
-    bad = messages != ""
-    cast = int if feature.kind is Kind.INTEGER else float
-    # Python ints and floats with None for a gap: what JSON needs (numpy types and NaN are not).
-    values = pd.Series(
-        [None if x != x else cast(x) for x in numbers.tolist()],  # x != x: NaN
-        index=raw.index,
-        dtype="object",
+    """Typed values, a mask of bad cells, and the message of each bad cell (`mlsys.rules`)."""
+    verdict = rules.judge_column(feature, raw)
+    bad = verdict.rules[verdict.codes] != None  # noqa: E711
+    messages = np.where(bad, verdict.messages[verdict.codes], "")
+    return (
+        pd.Series(verdict.values[verdict.codes], index=raw.index, dtype="object"),
+        pd.Series(bad, index=raw.index),
+        pd.Series(messages, index=raw.index, dtype="object"),
     )
-    return values, bad, messages
 
 
 def check_values(text: pd.DataFrame, features: Sequence[Feature]) -> pd.DataFrame:
-    """Every value of a text frame (see `read_csv_text`) against its feature; returns the typed
-    frame, indexed by row number from 1, or raises with every problem."""
-    index = pd.RangeIndex(1, len(text) + 1)  # row numbers as the user counts them
-    raw = {
-        name: pd.Series(text[name].astype(object).str.strip().to_numpy(), index=index)
-        for name in text.columns
-    }
-    typed: dict[str, pd.Series] = {}
-    problems: list[CellProblem] = []
-    total = 0
-    for feature in features:
-        column = raw[feature.name] if feature.name in raw else pd.Series("", index=index)
-        values, bad, messages = _check_column(feature, column)
-        typed[feature.name] = values
-        total += int(bad.sum())
-        for row in bad[bad].index[: MAX_LISTED_PROBLEMS - len(problems)]:
-            problems.append(CellProblem(int(row), feature.name, column[row], messages[row]))
+    """Every value of a text frame (see `read_csv_text`) against its feature
+    (`mlsys.rules.check_frame`); returns the typed frame, indexed by row number from 1, or
+    raises with every problem."""
+    check = rules.check_frame(text.reset_index(drop=True), features)
+    if check.unusable:
+        check_columns(list(text.columns), features)
+    total = len(check.problems)
     if total:
-        problems.sort(key=lambda p: (p.row, p.column))
+        problems = [
+            CellProblem(p.row + 1, p.column, p.value, p.message, p.rule)
+            for p in check.cell_problems(MAX_LISTED_PROBLEMS)
+        ]
         raise CsvError(describe_problems(problems, total), problems, total)
-    return pd.DataFrame(typed, index=index)
+    typed = check.typed()
+    typed.index = pd.RangeIndex(1, len(text) + 1)  # row numbers as the user counts them
+    return typed
 
 
 def describe_problems(problems: Sequence[CellProblem], total: int | None = None) -> str:
@@ -217,20 +190,32 @@ def describe_problems(problems: Sequence[CellProblem], total: int | None = None)
 
 def records_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Typed frame -> JSON-ready records (Python ints, floats, strings; None when missing)."""
-    columns = list(frame.columns)
-    return [dict(zip(columns, row, strict=True)) for row in frame.itertuples(index=False)]
+    return rules.records_of_typed(frame)
 
 
 def parse_upload(data: bytes, features: Sequence[Feature], *, max_bytes: int) -> ParsedBatch:
-    """An uploaded file -> checked records, or a `CsvError` naming every problem."""
+    """An uploaded file -> checked records, or a `CsvError` naming every problem.
+
+    The records are `mlsys.rules.to_records` of the file's text, the conversion the prediction
+    DAG uses for good_data files."""
     table = read_csv_text(data, max_bytes=max_bytes)
+    notes = list(table.notes)
+    extra = unexpected_columns(list(table.frame.columns), features)
+    if extra:
+        message = rules.unexpected_column_message([f.name for f in features])
+        notes.extend(f"Column {name!r} {message}: ignored." for name in extra)
     try:
         check_columns(list(table.frame.columns), features)
         frame = check_values(table.frame, features)
     except CsvError as exc:
-        exc.notes = table.notes
+        exc.notes = notes
         raise
-    return ParsedBatch(frame=frame, records=records_of(frame), notes=table.notes)
+    names = [f.name for f in features if f.name in table.frame.columns]
+    records = rules.to_records(table.frame[names], features)
+    absent = [f.name for f in features if f.name not in table.frame.columns]
+    for record in records:  # optional features without a column: null, as the form sends
+        record.update(dict.fromkeys(absent))
+    return ParsedBatch(frame=frame, records=records, notes=notes)
 
 
 # --- sending in chunks ------------------------------------------------------------------------

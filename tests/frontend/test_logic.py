@@ -70,15 +70,23 @@ def test_an_integral_float_is_an_integer_but_a_fraction_is_not(info, application
     frame.loc[1, "age"] = "40.5"
     error = refused(csv_of(frame), info)
     assert [(p.row, p.column, p.message) for p in error.problems] == [
-        (2, "age", "'40.5' is not an integer")
+        (2, "age", "40.5 is not an integer")
     ]
 
 
 def test_missing_and_extra_columns_are_named(info, applications):
     frame = applications.drop(columns=["age", "purpose"]).assign(risk=1, comment="x")
-    message = str(refused(csv_of(frame), info))
-    assert "missing columns: purpose, age" in message
-    assert "unexpected columns: risk, comment" in message
+    error = refused(csv_of(frame), info)
+    assert "missing columns: purpose, age" in str(error)
+    # Extra columns refuse nothing (the ingestion drops them too): a note names them.
+    assert [n.split(" is not")[0] for n in error.notes] == ["Column 'risk'", "Column 'comment'"]
+    parsed = logic.parse_upload(csv_of(applications.assign(risk=1)), info.features, max_bytes=MB)
+    assert parsed.rows == len(applications) and "risk" not in parsed.records[0]
+    assert parsed.notes == [
+        "Column 'risk' is not a feature of the model (the features are: "
+        + ", ".join(f.name for f in info.features)
+        + "): ignored."
+    ]
 
 
 def test_every_bad_value_is_reported_with_its_row_and_column(info, applications):
@@ -90,11 +98,16 @@ def test_every_bad_value_is_reported_with_its_row_and_column(info, applications)
     frame.loc[9, "sex"] = ""
     error = refused(csv_of(frame), info)
     assert [(p.row, p.column, p.value, p.message) for p in error.problems] == [
-        (4, "age", "abc", "'abc' is not an integer"),
+        (4, "age", "abc", "'abc' is not a number"),
         (6, "age", "-5", "-5 is below the minimum 18"),
-        (8, "purpose", "alien", "'alien' is not one of: " + ", ".join(info.features[7].values)),
+        (
+            8,
+            "purpose",
+            "alien",
+            "'alien' is not one of " + ", ".join(repr(v) for v in info.features[7].values),
+        ),
         (9, "job", "9", "9 is above the maximum 3"),
-        (10, "sex", "", "missing value"),
+        (10, "sex", "", "a value is required"),
     ]
     assert str(error).startswith("5 invalid values in 5 rows: age (rows 4, 6)")
     assert str(error).endswith("Nothing was sent.")
@@ -186,10 +199,10 @@ def test_another_data_set_needs_no_ui_change():
     assert parsed.records == [{"colour": "red", "ratio": 0.25}, {"colour": "blue", "ratio": None}]
     with pytest.raises(logic.CsvError) as caught:
         logic.parse_upload(b"colour,ratio\nred,nan\nblue,inf\nred,1.5\n", features, max_bytes=MB)
-    assert [(p.row, p.message) for p in caught.value.problems] == [
-        (1, "'nan' is not a number"),
-        (2, "'inf' is not a number"),
-        (3, "1.5 is above the maximum 1"),
+    # 'nan' is a missing marker (pandas' and TFDV's), and ratio is optional.
+    assert [(p.row, p.rule, p.message) for p in caught.value.problems] == [
+        (2, "not_a_number", "'inf' is not a finite number"),
+        (3, "out_of_range", "1.5 is above the maximum 1"),
     ]
     assert logic.number_widget_args(features[1]) == {
         "min_value": 0.0,
@@ -338,4 +351,4 @@ def test_blank_lines_are_skipped_but_a_row_of_empty_cells_is_reported(info, appl
     empty_row = "," * (len(applications.columns) - 1)
     error = refused(f"{header}\n{first}\n{empty_row}\n".encode(), info)
     assert error.total == len(applications.columns)
-    assert {(p.row, p.message) for p in error.problems} == {(2, "missing value")}
+    assert {(p.row, p.message) for p in error.problems} == {(2, "a value is required")}

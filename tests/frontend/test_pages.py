@@ -179,8 +179,6 @@ def _bad_types(frame: pd.DataFrame) -> bytes:
     [
         ("missing.csv", lambda f: f.drop(columns="age").to_csv(index=False).encode(),
          "missing column: age"),
-        ("extra.csv", lambda f: f.assign(risk=1).to_csv(index=False).encode(),
-         "unexpected column: risk"),
         ("types.csv", _bad_types,
          "3 invalid values in 3 rows: age (row 3); purpose (row 11); credit_amount (row 12)"),
         ("empty.csv", lambda f: b"", "The file is empty (0 bytes): not even a header."),
