@@ -10,7 +10,7 @@ import streamlit as st
 
 from frontend.api_client import ApiClient, ApiError, ApiUnavailable, ModelInfo, Prediction
 from frontend.config import UISettings, get_ui_settings
-from frontend.logic import CellProblem
+from frontend.upload_checks import CellProblem
 
 
 def settings() -> UISettings:
@@ -72,7 +72,7 @@ def predictions_for_chart(
 
 
 def predictions_chart(counts: pd.DataFrame, bucket: str) -> alt.Chart:
-    """Stacked bars of predictions per time bucket and class (from logic.counts_over_time)."""
+    """Stacked bars of predictions per time bucket and class (from prediction_history.counts_over_time)."""
     long = counts.reset_index(names=bucket).melt(
         id_vars=bucket, var_name="predicted class", value_name="predictions"
     )

@@ -4,7 +4,7 @@ import hashlib
 
 import streamlit as st
 
-from frontend import logic
+from frontend import batch_results, chunked_sending, form_fields, upload_checks
 from frontend.api_client import ApiError
 from frontend.ui import client, model_info_or_stop, problems_table, settings, show_api_error
 
@@ -31,7 +31,7 @@ with st.form("predict_one_form"):
     columns = st.columns(3)
     values = {}
     for i, feature in enumerate(info.features):
-        hint = logic.range_hint(feature)
+        hint = form_fields.range_hint(feature)
         help_text = f"{feature.description}\n\nAllowed: {hint}".strip()
         with columns[i % len(columns)]:
             if feature.is_categorical:
@@ -50,12 +50,12 @@ with st.form("predict_one_form"):
                     placeholder=hint,
                     help=help_text,
                     key=f"predict_one_{feature.name}",
-                    **logic.number_widget_args(feature),
+                    **form_fields.number_widget_args(feature),
                 )
     submitted = st.form_submit_button("Predict", type="primary")
 
 if submitted:
-    record, missing = logic.form_record(values, info.features)
+    record, missing = form_fields.form_record(values, info.features)
     st.session_state["predict_one_result"] = None
     if missing:
         st.error(f"Fill in every field first; empty: {', '.join(missing)}.")
@@ -97,9 +97,11 @@ if uploaded is not None:
     if st.session_state.get("predict_csv_parsed_id") != file_id:
         try:
             with st.spinner(f"Checking {uploaded.name}..."):
-                parsed = logic.parse_upload(data, info.features, max_bytes=s.max_upload_bytes)
+                parsed = upload_checks.parse_upload(
+                    data, info.features, max_bytes=s.max_upload_bytes
+                )
             error = None
-        except logic.CsvError as exc:
+        except upload_checks.CsvError as exc:
             parsed, error = None, exc
         st.session_state["predict_csv_parsed_id"] = file_id
         st.session_state["predict_csv_parsed"] = (parsed, error)
@@ -120,7 +122,10 @@ if uploaded is not None:
         if outcome is None and st.button(
             f"Predict {parsed.rows} rows", type="primary", key="predict_csv_send"
         ):
-            st.session_state["predict_csv_job"] = (file_id, logic.BatchOutcome(total=parsed.rows))
+            st.session_state["predict_csv_job"] = (
+                file_id,
+                chunked_sending.BatchOutcome(total=parsed.rows),
+            )
             st.rerun()  # the next run, without this button, finds the job pending and sends it
 
         # Pending also after a rerun that stopped the sending halfway (any click on the page
@@ -134,7 +139,7 @@ if uploaded is not None:
                 bar.progress(done / total, text=f"Sent {done} of {total} rows")
 
             with client() as api:
-                logic.send_in_chunks(
+                chunked_sending.send_in_chunks(
                     api,
                     parsed.records,
                     chunk_size=s.batch_records,
@@ -155,8 +160,8 @@ if uploaded is not None:
                 outcome.retry()
                 st.rerun()  # the next run finds the job pending and resumes it
             if outcome.predictions:
-                results = logic.results_frame(parsed.frame, outcome.predictions)
-                summary = logic.class_summary(
+                results = batch_results.results_frame(parsed.frame, outcome.predictions)
+                summary = batch_results.class_summary(
                     [p.prediction for p in outcome.predictions], info.classes, positive
                 )
                 if outcome.complete:
@@ -175,7 +180,7 @@ if uploaded is not None:
                 st.dataframe(results, width="stretch")
                 st.download_button(
                     "Download the results (CSV)",
-                    data=logic.to_csv_bytes(results),
+                    data=batch_results.to_csv_bytes(results),
                     file_name=f"predictions-{uploaded.name}",
                     mime="text/csv",
                     key="predict_csv_download",

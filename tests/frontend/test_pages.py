@@ -7,20 +7,22 @@ page claims is checked against the rows in PostgreSQL.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from frontend import logic
+from frontend import chunked_sending
 from frontend.api_client import ApiClient
 from frontend.config import get_ui_settings
+from frontend.upload_checks import parse_upload
 from mlsys import model, pg
 from mlsys.features import get_feature_spec
 from tests.frontend.conftest import count_predictions, post_scheduled
 
-APP = str(logic.__file__).replace("logic.py", "app.py")
+APP = str(Path(chunked_sending.__file__).with_name("app.py"))
 PAST = "app_pages/past_predictions.py"
 TIMEOUT = 60
 
@@ -39,11 +41,6 @@ def use_api(monkeypatch: pytest.MonkeyPatch):
     yield point
     get_ui_settings.cache_clear()
     st.cache_data.clear()
-
-
-@pytest.fixture(scope="module")
-def applications(settings) -> pd.DataFrame:
-    return pd.read_csv(settings.dataset_path).drop(columns=[settings.target_column])
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +222,7 @@ def test_an_excel_export_is_read_and_the_user_told_how(api_url, use_api, ui_db):
 def _upload_records(api_url: str, applications, rows: int) -> list[dict]:
     """The first `rows` applications, as the UI's CSV check hands them to send_in_chunks."""
     with ApiClient(api_url) as api:
-        return logic.parse_upload(
+        return parse_upload(
             applications.iloc[:rows].to_csv(index=False).encode(),
             api.model_info().features,
             max_bytes=1 << 20,
@@ -239,7 +236,7 @@ def test_a_chunk_the_api_refuses_is_reported_with_rows_and_what_was_stored(
     records = _upload_records(api_url, applications, 4)
     records[3] = records[3] | {"age": 5}
     with ApiClient(api_url) as api:
-        outcome = logic.send_in_chunks(api, records, chunk_size=2)
+        outcome = chunked_sending.send_in_chunks(api, records, chunk_size=2)
     assert not outcome.complete and len(outcome.predictions) == 2
     assert outcome.error.startswith("The API refused rows 3 to 4:")
     assert outcome.error.endswith("Rows 1 to 2 were predicted and stored; rows 3 to 4 were not.")
@@ -251,7 +248,7 @@ def test_a_chunk_the_api_refuses_is_reported_with_rows_and_what_was_stored(
     records[3]["age"] = 50
     outcome.retry()
     with ApiClient(api_url) as api:
-        logic.send_in_chunks(api, records, chunk_size=2, outcome=outcome)
+        chunked_sending.send_in_chunks(api, records, chunk_size=2, outcome=outcome)
     assert outcome.complete and outcome.sent == 4
     assert count_predictions(ui_db) == 4
 
@@ -271,13 +268,13 @@ def test_send_the_remaining_rows_after_a_timeout_never_stores_a_row_twice(
 
     records = _upload_records(api_url, applications, 6)
     before = count_predictions(ui_db)
-    outcome = logic.BatchOutcome(total=len(records))
+    outcome = chunked_sending.BatchOutcome(total=len(records))
     slow = psycopg2.connect(psycopg2_dsn(ui_database_url))
     try:
         with slow.cursor() as cur:
             cur.execute("LOCK TABLE predictions IN EXCLUSIVE MODE")  # reads go on
         with ApiClient(api_url, timeout_s=1) as api:
-            logic.send_in_chunks(api, records, chunk_size=2, outcome=outcome)
+            chunked_sending.send_in_chunks(api, records, chunk_size=2, outcome=outcome)
         assert outcome.retryable and outcome.sent == 0
         assert "did not answer in time" in outcome.error and "Nothing was stored" in outcome.error
     finally:
@@ -290,7 +287,7 @@ def test_send_the_remaining_rows_after_a_timeout_never_stores_a_row_twice(
 
     outcome.retry()  # the button "Send the remaining 6 rows"
     with ApiClient(api_url) as api:
-        logic.send_in_chunks(api, records, chunk_size=2, outcome=outcome)
+        chunked_sending.send_in_chunks(api, records, chunk_size=2, outcome=outcome)
     assert outcome.complete and [p.features for p in outcome.predictions] == records
     assert count_predictions(ui_db) == before + 6  # not 8: rows 1-2 are stored once
     assert len({p.id for p in outcome.predictions}) == 6
@@ -305,13 +302,13 @@ def test_two_runs_of_the_page_sending_one_file_at_once_store_each_row_once(
 
     records = _upload_records(api_url, applications, 60)
     before = count_predictions(ui_db)
-    outcome = logic.BatchOutcome(total=len(records))
+    outcome = chunked_sending.BatchOutcome(total=len(records))
     started = threading.Barrier(2)
 
     def run_of_the_page() -> None:
         with ApiClient(api_url) as api:
             started.wait()
-            logic.send_in_chunks(api, records, chunk_size=5, outcome=outcome)
+            chunked_sending.send_in_chunks(api, records, chunk_size=5, outcome=outcome)
 
     runs = [threading.Thread(target=run_of_the_page) for _ in range(2)]
     for run in runs:
