@@ -24,17 +24,41 @@ def chunk_bounds(total: int, size: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + size, total)
 
 
-def api_problems(errors: Sequence[RecordError], *, offset: int) -> list[CellProblem]:
-    """The API's record errors of a chunk starting at record `offset` -> rows of the file."""
+def api_problems(
+    errors: Sequence[RecordError], *, offset: int, rows: Sequence[int] | None = None
+) -> list[CellProblem]:
+    """The API's record errors of a chunk starting at record `offset` -> rows of the file.
+
+    `rows`: the file row number of each record sent (from 1); None when record i is row i + 1.
+    An error that names no record is put on the chunk's first row.
+    """
+
+    def row(record: int | None) -> int:
+        i = offset + (record if record is not None else 0)
+        return rows[i] if rows is not None else i + 1
+
     return [
         CellProblem(
-            row=offset + (e.record if e.record is not None else 0) + 1,
+            row=row(e.record),
             column=e.field or "",
             value="" if e.value is None else str(e.value),
             message=e.message,
         )
         for e in errors
     ]
+
+
+def describe_rows(rows: Sequence[int]) -> str:
+    """Row numbers sent together, for a sentence: "rows 3 to 12", or "the 8 valid rows among
+    rows 3 to 12" when invalid rows in between were not sent."""
+    if not rows:
+        return "no row"
+    first, last = rows[0], rows[-1]
+    if len(rows) == 1:
+        return f"row {first}"
+    if last - first + 1 == len(rows):
+        return f"rows {first} to {last}"
+    return f"the {len(rows)} valid rows among rows {first} to {last}"
 
 
 @dataclass
@@ -47,9 +71,14 @@ class BatchOutcome:
     """
 
     total: int
+    # The file row number (from 1) of each record, when invalid rows are not sent; None when
+    # record i is row i + 1. Messages and the API's refusals name these rows.
+    rows: list[int] | None = None
     predictions: list[Prediction] = field(default_factory=list)
     error: str | None = None
     problems: list[CellProblem] = field(default_factory=list)
+    # Records [start, end) of the chunk the API refused (all-or-nothing: none of them stored).
+    refused: tuple[int, int] | None = None
     # True when the failure may pass by itself (the API down or failing), so a retry makes
     # sense; False when the API refused the rows, which fails again until the file changes.
     retryable: bool = False
@@ -75,9 +104,16 @@ class BatchOutcome:
         """Rows remain to be sent and nothing has failed (new, or interrupted by a rerun)."""
         return self.error is None and self.sent < self.total
 
+    def file_rows(self, start: int = 0, end: int | None = None) -> list[int]:
+        """The file row numbers of records [start, end)."""
+        end = self.total if end is None else end
+        return (
+            list(self.rows[start:end]) if self.rows is not None else list(range(start + 1, end + 1))
+        )
+
     def retry(self) -> None:
         """Forget the failure, so that sending resumes at the first row not stored."""
-        self.error, self.problems, self.retryable = None, [], False
+        self.error, self.problems, self.retryable, self.refused = None, [], False, None
 
 
 def chunk_key(outcome: BatchOutcome, start: int, end: int) -> str:
@@ -104,6 +140,8 @@ def send_in_chunks(
     outcome = outcome if outcome is not None else BatchOutcome(total=len(records))
     if outcome.total != len(records):
         raise ValueError(f"outcome of {outcome.total} records resumed with {len(records)}")
+    if outcome.rows is not None and len(outcome.rows) != outcome.total:
+        raise ValueError(f"outcome of {outcome.total} records has {len(outcome.rows)} row numbers")
     # A run that finds another one sending waits for it to stop (at its next progress call,
     # right after it recorded its last chunk), then goes on from the first row not stored.
     with outcome.sending:
@@ -131,18 +169,25 @@ def _send_rest(
             )
         except ApiError as exc:
             stored = (
-                f"Rows 1 to {start} were predicted and stored; rows {start + 1} to "
-                f"{total} were not."
+                f"{_capital(describe_rows(outcome.file_rows(0, start)))} were predicted and "
+                f"stored; {describe_rows(outcome.file_rows(start))} were not."
                 if start
                 else "Nothing was stored."
             )
             reason = str(exc)
             if isinstance(exc, ApiRejected):
-                outcome.problems = api_problems(exc.errors, offset=start)
-                reason = f"The API refused rows {start + 1} to {end}: {exc.detail}"
+                outcome.problems = api_problems(exc.errors, offset=start, rows=outcome.rows)
+                outcome.refused = (start, end)
+                reason = (
+                    f"The API refused {describe_rows(outcome.file_rows(start, end))}: {exc.detail}"
+                )
             outcome.error = f"{reason} {stored}"
             outcome.retryable = not isinstance(exc, ApiRejected)
             return
         outcome.predictions.extend(result.predictions)
         if on_progress is not None:
             on_progress(end, total)
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]

@@ -1,9 +1,14 @@
 """An uploaded CSV, read and checked completely before anything is sent.
 
 The features always come from the API's /model-info (as `mlsys.features.Feature`), never from
-a list typed here. A file is checked whole (columns, then every value against the feature's
-kind, domain and range, with the same rules as the API) so that a bad file is refused with the
-rows and columns at fault, instead of being half-sent chunk by chunk.
+a list typed here. A file that cannot be read as the model's table (too large, not CSV, missing
+or extra columns, no rows) is refused as a whole (`CsvError`). Otherwise every value is checked
+against its feature's kind, domain and range, with the same rules as the API, and the file is
+split: the valid rows can be predicted, the invalid ones are listed (row, column, value, why)
+and can be downloaded with their reasons.
+
+Rows are numbered as the analyst counts them in the file: 1 is the first record after the
+header; blank lines are not rows (`ROW_NUMBERING` says so on the page).
 """
 
 from __future__ import annotations
@@ -18,8 +23,14 @@ import pandas as pd
 from mlsys import csvfile
 from mlsys.features import Feature, Kind
 
-# How many invalid values are listed one by one; the summary still counts all of them.
+# How many invalid values the page lists one by one; the summary counts all of them and the
+# download holds every invalid row.
 MAX_LISTED_PROBLEMS = 200
+ROW_NUMBERING = (
+    "Rows are numbered from 1, the first record after the header; blank lines are not rows."
+)
+# The columns of a problems table: one line per invalid value.
+PROBLEM_COLUMNS = ["row", "column", "value", "problem"]
 
 
 @dataclass(frozen=True)
@@ -33,34 +44,45 @@ class CellProblem:
 
 
 class CsvError(ValueError):
-    """An uploaded file that cannot be predicted; `str()` names the problem for the user, and
-    `notes` says what the reader normalised on the way (a skipped hint line, ...)."""
+    """An uploaded file that cannot be predicted at all; `str()` names the problem for the user,
+    and `notes` says what the reader normalised on the way (a skipped hint line, ...)."""
 
-    def __init__(
-        self,
-        message: str,
-        problems: Sequence[CellProblem] = (),
-        total: int = 0,
-        notes: Sequence[str] = (),
-    ) -> None:
+    def __init__(self, message: str, notes: Sequence[str] = ()) -> None:
         super().__init__(message)
-        self.problems = list(problems)
-        self.total = total or len(self.problems)
         self.notes = list(notes)
 
 
 @dataclass
-class ParsedBatch:
-    """A checked CSV: `frame` holds typed values in feature order, `records` what the API takes,
-    `notes` what the reader normalised (shown to the user before anything is sent)."""
+class CheckedUpload:
+    """A file read and checked, every row with its verdict.
 
-    frame: pd.DataFrame
+    `frame`: typed values in feature order, indexed by row number (from 1); an invalid cell is
+    None. `text`: the cells as read (strings, the file's columns), same index. `problems`: one
+    line per invalid value (`PROBLEM_COLUMNS`), sorted by row then feature order. `records`:
+    the valid rows as JSON-ready records for POST /predict, in file order, and `valid_rows`
+    their row numbers. `notes`: what the reader normalised (shown before anything is sent).
+    """
+
+    frame: pd.DataFrame = field(repr=False)
+    text: pd.DataFrame = field(repr=False)
+    problems: pd.DataFrame = field(repr=False)
     records: list[dict[str, Any]] = field(repr=False)
+    valid_rows: list[int] = field(repr=False)
     notes: list[str] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
-        return len(self.records)
+        """Rows in the file."""
+        return len(self.frame)
+
+    @property
+    def invalid_rows(self) -> list[int]:
+        """Row numbers with at least one invalid value, ascending."""
+        return sorted({int(r) for r in self.problems["row"]})
+
+    @property
+    def all_valid(self) -> bool:
+        return self.problems.empty
 
 
 def read_csv_text(data: bytes, *, max_bytes: int) -> csvfile.CsvTable:
@@ -155,49 +177,94 @@ def _check_column(feature: Feature, raw: pd.Series) -> tuple[pd.Series, pd.Serie
     return values, bad, messages
 
 
-def check_values(text: pd.DataFrame, features: Sequence[Feature]) -> pd.DataFrame:
-    """Every value of a text frame (see `read_csv_text`) against its feature; returns the typed
-    frame, indexed by row number from 1, or raises with every problem."""
+def check_values(
+    text: pd.DataFrame, features: Sequence[Feature]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every value of a text frame (see `read_csv_text`) against its feature.
+
+    Returns the typed frame (feature order, indexed by row number from 1, None where a value is
+    invalid or missing) and the problems (`PROBLEM_COLUMNS`, one line per invalid value, sorted
+    by row then feature order; empty when every value is valid).
+    """
     index = pd.RangeIndex(1, len(text) + 1)  # row numbers as the user counts them
     raw = {
         name: pd.Series(text[name].astype(object).str.strip().to_numpy(), index=index)
         for name in text.columns
     }
     typed: dict[str, pd.Series] = {}
-    problems: list[CellProblem] = []
-    total = 0
-    for feature in features:
+    found: list[pd.DataFrame] = []
+    for order, feature in enumerate(features):
         column = raw[feature.name] if feature.name in raw else pd.Series("", index=index)
         values, bad, messages = _check_column(feature, column)
-        typed[feature.name] = values
-        total += int(bad.sum())
-        for row in bad[bad].index[: MAX_LISTED_PROBLEMS - len(problems)]:
-            problems.append(CellProblem(int(row), feature.name, column[row], messages[row]))
-    if total:
-        problems.sort(key=lambda p: (p.row, p.column))
-        raise CsvError(describe_problems(problems, total), problems, total)
-    return pd.DataFrame(typed, index=index)
+        typed[feature.name] = values.where(~bad, None)
+        if bad.any():
+            found.append(
+                pd.DataFrame(
+                    {
+                        "row": bad.index[bad].to_numpy(),
+                        "column": feature.name,
+                        "value": column[bad].to_numpy(),
+                        "problem": messages[bad].to_numpy(),
+                        "_order": order,
+                    }
+                )
+            )
+    if found:
+        problems = (
+            pd.concat(found, ignore_index=True)
+            .sort_values(["row", "_order"], kind="stable")
+            .drop(columns="_order")
+            .reset_index(drop=True)
+        )
+    else:
+        problems = pd.DataFrame(
+            {c: pd.Series(dtype="int64" if c == "row" else "object") for c in PROBLEM_COLUMNS}
+        )
+    return pd.DataFrame(typed, index=index), problems
 
 
-def describe_problems(problems: Sequence[CellProblem], total: int | None = None) -> str:
-    """One sentence: how many values are invalid, in which columns and rows."""
-    total = total if total is not None else len(problems)
-    by_column: dict[str, list[int]] = {}
-    for p in problems:
-        by_column.setdefault(p.column, []).append(p.row)
-    rows = {p.row for p in problems}
+def problems_frame(problems: Sequence[CellProblem]) -> pd.DataFrame:
+    """`CellProblem`s (such as the API's refusals) as a problems table (`PROBLEM_COLUMNS`)."""
+    return pd.DataFrame(
+        [(p.row, p.column, p.value, p.message) for p in problems], columns=PROBLEM_COLUMNS
+    ).astype({"row": "int64"})
+
+
+def describe_problems(problems: pd.DataFrame) -> str:
+    """One sentence: how many values are invalid, in how many rows, in which columns and rows.
+
+    `problems` is a problems table (`PROBLEM_COLUMNS`); at most five rows are named per column.
+    """
+    total = len(problems)
+    rows = problems["row"].nunique()
     parts = []
-    for column, column_rows in by_column.items():
-        listed = ", ".join(str(r) for r in column_rows[:5])
+    for column, column_rows in problems.groupby("column", sort=False)["row"]:
+        listed = ", ".join(str(r) for r in column_rows.iloc[:5])
         more = ", ..." if len(column_rows) > 5 else ""
         parts.append(f"{column} (row{'s' if len(column_rows) > 1 else ''} {listed}{more})")
-    listed_note = "" if total == len(problems) else f" (the first {len(problems)} are listed)"
     return (
-        f"{total} invalid value{'s' if total != 1 else ''}{listed_note} in "
-        f"{len(rows)}{'+' if total > len(problems) else ''} row{'s' if len(rows) != 1 else ''}: "
-        + "; ".join(parts)
-        + ". Nothing was sent."
+        f"{total} invalid value{'s' if total != 1 else ''} in {rows} "
+        f"row{'s' if rows != 1 else ''}: " + "; ".join(parts) + "."
     )
+
+
+def row_reasons(problems: pd.DataFrame) -> pd.Series:
+    """Row number -> every problem of that row in one text ("age: 'abc' is not an integer; ...")."""
+    if problems.empty:
+        return pd.Series(dtype="object")
+    lines = problems["column"] + ": " + problems["problem"]
+    return lines.groupby(problems["row"], sort=True).agg("; ".join)
+
+
+def invalid_rows_csv(checked: CheckedUpload) -> bytes:
+    """The invalid rows as CSV: `row` (number in the file), `problems` (every reason of the row),
+    then the file's columns exactly as read, so that the analyst can fix them and send them again
+    (after dropping the two first columns)."""
+    reasons = row_reasons(checked.problems)
+    rows = checked.text.loc[reasons.index]
+    out = pd.concat([reasons.rename("problems"), rows], axis=1)
+    out.index.name = "row"
+    return out.to_csv(index=True).encode("utf-8")
 
 
 def records_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -206,13 +273,24 @@ def records_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [dict(zip(columns, row, strict=True)) for row in frame.itertuples(index=False)]
 
 
-def parse_upload(data: bytes, features: Sequence[Feature], *, max_bytes: int) -> ParsedBatch:
-    """An uploaded file -> checked records, or a `CsvError` naming every problem."""
+def parse_upload(data: bytes, features: Sequence[Feature], *, max_bytes: int) -> CheckedUpload:
+    """An uploaded file -> every row checked (`CheckedUpload`), or a `CsvError` when the file
+    cannot be read as the model's table (size, not CSV, no rows, missing or extra columns)."""
     table = read_csv_text(data, max_bytes=max_bytes)
     try:
         check_columns(list(table.frame.columns), features)
-        frame = check_values(table.frame, features)
     except CsvError as exc:
         exc.notes = table.notes
         raise
-    return ParsedBatch(frame=frame, records=records_of(frame), notes=table.notes)
+    frame, problems = check_values(table.frame, features)
+    text = table.frame.set_axis(frame.index)
+    invalid = problems["row"].unique()
+    valid = frame.drop(index=invalid)
+    return CheckedUpload(
+        frame=frame,
+        text=text,
+        problems=problems,
+        records=records_of(valid),
+        valid_rows=[int(r) for r in valid.index],
+        notes=table.notes,
+    )

@@ -138,3 +138,29 @@ def prediction(label: str, probability: float, created_at: datetime | None = Non
         model_version="v",
         features=features,
     )
+
+
+# A file of 30 applications of which 11 rows are invalid (issue 14): row number (from 1, as the
+# UI counts them) -> the cells made invalid there, as text. Row 17 has two invalid values.
+INVALID_CELLS: dict[int, dict[str, str]] = {
+    2: {"age": "forty"},  # not a number
+    4: {"age": "5"},  # below the minimum
+    5: {"job": "7"},  # above the maximum
+    9: {"purpose": "yacht"},  # not in the domain
+    12: {"sex": ""},  # missing
+    15: {"duration": "12.5"},  # not an integer
+    17: {"housing": "castle", "credit_amount": "0"},
+    20: {"credit_amount": "lots"},
+    23: {"checking_account": ""},
+    27: {"age": "101"},
+    30: {"saving_accounts": "very rich"},
+}
+
+
+def with_invalid_rows(applications: pd.DataFrame, rows: int = 30) -> pd.DataFrame:
+    """The first `rows` applications as text, with INVALID_CELLS written into them."""
+    frame = applications.iloc[:rows].astype(str).reset_index(drop=True)
+    for row, cells in INVALID_CELLS.items():
+        for column, value in cells.items():
+            frame.loc[row - 1, column] = value
+    return frame

@@ -6,13 +6,24 @@ and a second, made-up schema shows that a new data set needs no UI change.
 
 from __future__ import annotations
 
+import io
+
 import pandas as pd
 import pytest
 
 from frontend import form_fields, upload_checks
 from frontend.api_client import ModelInfo
+from frontend.upload_checks import CellProblem
 from mlsys.features import Kind, parse_schema
-from tests.frontend.conftest import MB, csv_of
+from tests.frontend.conftest import INVALID_CELLS, MB, csv_of, with_invalid_rows
+
+
+def checked(data: bytes, info: ModelInfo) -> upload_checks.CheckedUpload:
+    return upload_checks.parse_upload(data, info.features, max_bytes=MB)
+
+
+def problems(result: upload_checks.CheckedUpload) -> list[tuple]:
+    return [tuple(p) for p in result.problems.itertuples(index=False)]
 
 
 def refused(data: bytes, info: ModelInfo, max_bytes: int = MB) -> upload_checks.CsvError:
@@ -46,10 +57,9 @@ def test_an_integral_float_is_an_integer_but_a_fraction_is_not(info, application
     frame = applications.iloc[:2].astype(object)
     frame.loc[0, "age"] = "40.0"
     frame.loc[1, "age"] = "40.5"
-    error = refused(csv_of(frame), info)
-    assert [(p.row, p.column, p.message) for p in error.problems] == [
-        (2, "age", "'40.5' is not an integer")
-    ]
+    result = checked(csv_of(frame), info)
+    assert problems(result) == [(2, "age", "40.5", "'40.5' is not an integer")]
+    assert [r["age"] for r in result.records] == [40] and result.valid_rows == [1]
 
 
 def test_missing_and_extra_columns_are_named(info, applications):
@@ -66,25 +76,32 @@ def test_every_bad_value_is_reported_with_its_row_and_column(info, applications)
     frame.loc[7, "purpose"] = "alien"
     frame.loc[8, "job"] = 9
     frame.loc[9, "sex"] = ""
-    error = refused(csv_of(frame), info)
-    assert [(p.row, p.column, p.value, p.message) for p in error.problems] == [
+    result = checked(csv_of(frame), info)
+    assert problems(result) == [
         (4, "age", "abc", "'abc' is not an integer"),
         (6, "age", "-5", "-5 is below the minimum 18"),
         (8, "purpose", "alien", "'alien' is not one of: " + ", ".join(info.features[7].values)),
         (9, "job", "9", "9 is above the maximum 3"),
         (10, "sex", "", "missing value"),
     ]
-    assert str(error).startswith("5 invalid values in 5 rows: age (rows 4, 6)")
-    assert str(error).endswith("Nothing was sent.")
+    assert upload_checks.describe_problems(result.problems) == (
+        "5 invalid values in 5 rows: age (rows 4, 6); purpose (row 8); job (row 9); sex (row 10)."
+    )
+    assert result.invalid_rows == [4, 6, 8, 9, 10] and not result.all_valid
+    # The other 15 rows are predicted, typed as the API takes them, with their row numbers.
+    assert result.valid_rows == [1, 2, 3, 5, 7, *range(11, 21)]
+    assert len(result.records) == 15
+    assert result.records[3]["age"] == int(applications.iloc[4]["age"])
+    # The typed frame keeps every row; an invalid value is empty there.
+    assert result.rows == 20 and result.frame.loc[4, "age"] is None
 
 
-def test_a_flood_of_bad_values_is_counted_but_listed_only_in_part(info, applications):
-    frame = applications.assign(age=-1)
-    error = refused(csv_of(frame), info)
-    assert error.total == 1000
-    assert len(error.problems) == upload_checks.MAX_LISTED_PROBLEMS
-    assert str(error).startswith(
-        f"1000 invalid values (the first {upload_checks.MAX_LISTED_PROBLEMS}"
+def test_a_file_with_every_row_invalid_has_nothing_to_predict(info, applications):
+    result = checked(csv_of(applications.assign(age=-1)), info)
+    assert len(result.problems) == 1000 and result.invalid_rows == list(range(1, 1001))
+    assert result.records == [] and result.valid_rows == []
+    assert upload_checks.describe_problems(result.problems).startswith(
+        "1000 invalid values in 1000 rows: age (rows 1, 2, 3, 4, 5, ...)."
     )
 
 
@@ -130,7 +147,7 @@ def test_shapes_the_reader_normalises_are_predicted_with_its_notes(info, applica
         "column 'age' appears more than once: column 10 was dropped (its values equal "
         "column 9's in every row)"
     ]
-    error = refused(csv_of(repeated.assign(sex="x")), info)  # refused later on: notes kept
+    error = refused(csv_of(repeated.assign(risk=1)), info)  # refused later on: notes kept
     assert error.notes == parsed.notes
     conflicting = pd.concat([frame, frame["age"] + 1], axis=1)  # which age is meant? refused
     assert "Column 'age' appears twice (columns 9 and 10)" in str(
@@ -150,9 +167,12 @@ def test_blank_lines_are_skipped_but_a_row_of_empty_cells_is_reported(info, appl
     data = f"{header}\n{first}\n\n   \n{first}\n".encode()
     assert upload_checks.parse_upload(data, info.features, max_bytes=MB).rows == 2
     empty_row = "," * (len(applications.columns) - 1)
-    error = refused(f"{header}\n{first}\n{empty_row}\n".encode(), info)
-    assert error.total == len(applications.columns)
-    assert {(p.row, p.message) for p in error.problems} == {(2, "missing value")}
+    result = checked(f"{header}\n{first}\n{empty_row}\n".encode(), info)
+    assert len(result.problems) == len(applications.columns)
+    assert set(zip(result.problems["row"], result.problems["problem"], strict=True)) == {
+        (2, "missing value")
+    }
+    assert result.valid_rows == [1]
 
 
 NEW_DATASET_SCHEMA = """
@@ -175,11 +195,10 @@ def test_another_data_set_needs_no_ui_change():
         b"colour,ratio\nred,0.25\nblue,\n", features, max_bytes=MB
     )  # an optional value may be empty
     assert parsed.records == [{"colour": "red", "ratio": 0.25}, {"colour": "blue", "ratio": None}]
-    with pytest.raises(upload_checks.CsvError) as caught:
-        upload_checks.parse_upload(
-            b"colour,ratio\nred,nan\nblue,inf\nred,1.5\n", features, max_bytes=MB
-        )
-    assert [(p.row, p.message) for p in caught.value.problems] == [
+    result = upload_checks.parse_upload(
+        b"colour,ratio\nred,nan\nblue,inf\nred,1.5\n", features, max_bytes=MB
+    )
+    assert list(zip(result.problems["row"], result.problems["problem"], strict=True)) == [
         (1, "'nan' is not a number"),
         (2, "'inf' is not a number"),
         (3, "1.5 is above the maximum 1"),
@@ -194,3 +213,34 @@ def test_another_data_set_needs_no_ui_change():
         {"colour": "red", "ratio": None},
         [],
     )
+
+
+def test_the_invalid_rows_download_holds_them_as_read_with_every_reason(info, applications):
+    frame = with_invalid_rows(applications)
+    result = checked(csv_of(frame), info)
+    back = pd.read_csv(
+        io.BytesIO(upload_checks.invalid_rows_csv(result)), dtype=str, keep_default_na=False
+    )
+    assert list(back.columns) == ["row", "problems", *frame.columns]
+    assert [int(r) for r in back["row"]] == sorted(INVALID_CELLS)
+    for line in back.to_dict("records"):
+        row = int(line["row"])
+        cells = INVALID_CELLS[row]
+        # The values exactly as in the file, so that the analyst can fix and send them again.
+        assert {c: line[c] for c in frame.columns} == frame.iloc[row - 1].to_dict()
+        assert line["problems"].count("; ") == len(cells) - 1
+        for column in cells:
+            assert f"{column}: " in line["problems"]
+    assert back.loc[back["row"] == "2", "problems"].item() == "age: 'forty' is not an integer"
+
+
+def test_row_reasons_join_every_problem_of_a_row():
+    problems = upload_checks.problems_frame(
+        [CellProblem(3, "age", "x", "not a number"), CellProblem(3, "job", "9", "too high"),
+         CellProblem(7, "sex", "", "missing value")]
+    )  # fmt: skip
+    assert upload_checks.row_reasons(problems).to_dict() == {
+        3: "age: not a number; job: too high",
+        7: "sex: missing value",
+    }
+    assert upload_checks.row_reasons(upload_checks.problems_frame([])).empty
