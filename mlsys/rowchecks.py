@@ -1,8 +1,9 @@
 """Which rows of a raw file are bad, and why: vectorised checks derived from the schema.
 
 TFDV judges a file as a whole (and its example-level validation is far too slow to split
-rows), so the ingestion splits rows with these checks, built from the same schema: presence,
-string domains, numeric types and ranges, plus duplicated rows. Plain pandas, so it runs in the
+rows), so the ingestion splits rows with these checks, built from the same schema: the value
+rules of `mlsys.rules` (presence, string domains, numeric types and ranges: the same the API and
+the UI apply), plus duplicated rows. Plain pandas, so it runs in the
 `tfdv` environment (pandas 1.5) as well as in `app` (pandas 3).
 
 Files are read with every cell as text, so that a value is judged (and written to good_data or
@@ -14,37 +15,28 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mlsys import csvfile
-from mlsys.features import FeatureSpec, Kind
+from mlsys import csvfile, rules
+from mlsys.features import FeatureSpec
 
-# pandas' default NA markers: the same cells TFDV (fed by pd.read_csv) sees as missing.
-NA_TOKENS = frozenset(
-    {"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
-)  # fmt: skip
-
-# Row-level rules, in the order they are reported for a cell (first match wins per cell).
-MISSING_VALUE = "missing_value"
-UNKNOWN_CATEGORY = "unknown_category"
-NOT_A_NUMBER = "not_a_number"
-NOT_AN_INTEGER = "not_an_integer"
-OUT_OF_RANGE = "out_of_range"
+# The rules and their missing markers are defined once, in `mlsys.rules`; re-exported here for
+# the ingestion's modules and the error injection, which name them through this module.
+NA_TOKENS = rules.MISSING_MARKERS
+MISSING_VALUE = rules.MISSING_VALUE
+UNKNOWN_CATEGORY = rules.UNKNOWN_CATEGORY
+NOT_A_NUMBER = rules.NOT_A_NUMBER
+NOT_AN_INTEGER = rules.NOT_AN_INTEGER
+OUT_OF_RANGE = rules.OUT_OF_RANGE
+MISSING_COLUMN = rules.MISSING_COLUMN
+UNEXPECTED_COLUMN = rules.UNEXPECTED_COLUMN
+# A rule of the ingestion alone: the API and the UI take a batch as given.
 DUPLICATE_ROW = "duplicate_row"
-# File-level rules (those of a file that cannot be read as a table live in `mlsys.csvfile`).
-MISSING_COLUMN = "missing_column"
-UNEXPECTED_COLUMN = "unexpected_column"
+# File-level rules of a file that cannot be read as a table live in `mlsys.csvfile`.
 EMPTY_FILE = csvfile.EMPTY_FILE
 UNREADABLE_FILE = csvfile.UNREADABLE_FILE
 
 RULE_DESCRIPTIONS = {
-    MISSING_VALUE: "a required feature has no value",
-    UNKNOWN_CATEGORY: "the value is not in the feature's domain",
-    NOT_A_NUMBER: "a numeric feature holds text",
-    NOT_AN_INTEGER: "an integer feature holds a fractional number",
-    OUT_OF_RANGE: "the number is outside the schema's range",
+    **{r: d for r, d in rules.RULE_DESCRIPTIONS.items() if r != rules.WRONG_TYPE},
     DUPLICATE_ROW: "an exact copy of an earlier row of the same file",
-    MISSING_COLUMN: "a required column is absent: no row can be used",
-    UNEXPECTED_COLUMN: "a column the schema does not know (dropped from good data)",
     **csvfile.RULE_DESCRIPTIONS,
 }
 
@@ -146,9 +138,9 @@ def read_raw_csv(path) -> Any:
 def check_rows(frame, spec: FeatureSpec) -> RowCheckResult:
     """Judge every row of a text frame (see `read_raw_csv`) against the feature spec.
 
-    Each rule is evaluated once per distinct value of a column (a column of a million rows has
-    a few hundred distinct values at most in practice), then spread to the rows through the
-    column's codes: no Python work per row or per bad cell. Row numbers are the frame's index.
+    The value rules are `mlsys.rules` (`judge_column`: once per distinct value of a column,
+    spread to the rows through the column's codes: no Python work per row or per bad cell);
+    this adds the ingestion's own rule, duplicated rows. Row numbers are the frame's index.
     """
     import numpy as np
     import pandas as pd
@@ -161,64 +153,40 @@ def check_rows(frame, spec: FeatureSpec) -> RowCheckResult:
         return result
 
     index = frame.index.to_numpy()
-    parts: list[tuple[Any, str, str, Any]] = []  # (positions, rule, column, values)
+    parts: list[tuple[Any, Any, str, Any]] = []  # (positions, rules, column, values)
     row_key = np.zeros(len(frame), dtype=np.int64)
     for feature in spec.features:
         if feature.name not in columns:
             continue  # optional and absent
-        codes, uniques = pd.factorize(frame[feature.name])
-        row_key = _combine(row_key, codes, len(uniques))
-        # One entry per distinct value, plus a last one for a missing cell (code -1).
-        raw = np.array([str(u) for u in uniques] + [""], dtype=object)
-        text = np.array([u.strip() for u in raw], dtype=object)
-        missing = np.isin(text, list(NA_TOKENS))
-        flagged = missing if feature.required else np.zeros(len(raw), dtype=bool)
-
-        def add(mask, rule: str, feature=feature, codes=codes, raw=raw) -> None:
-            if mask.any():
-                positions = np.flatnonzero(mask[codes])
-                parts.append((positions, rule, feature.name, raw[codes[positions]]))
-
-        add(flagged, MISSING_VALUE)
-        present = ~missing
-        if feature.kind is Kind.CATEGORICAL:
-            add(present & ~np.isin(text, list(feature.values)), UNKNOWN_CATEGORY)
-            continue
-        parsed = pd.to_numeric(pd.Series(np.where(present, text, None)), errors="coerce")
-        numbers = parsed.to_numpy(dtype=float)
-        not_number = present & np.isnan(numbers)
-        add(not_number, NOT_A_NUMBER)
-        ok = present & ~not_number
-        with np.errstate(invalid="ignore"):
-            if feature.kind is Kind.INTEGER:
-                fractional = ok & (numbers != np.round(numbers))
-                add(fractional, NOT_AN_INTEGER)
-                ok = ok & ~fractional
-            low = feature.minimum if feature.minimum is not None else -np.inf
-            high = feature.maximum if feature.maximum is not None else np.inf
-            add(ok & ((numbers < low) | (numbers > high)), OUT_OF_RANGE)
+        verdict = rules.judge_column(feature, frame[feature.name])
+        row_key = _combine(row_key, verdict.codes, len(verdict.raw) - 1)
+        bad = verdict.rules != None  # noqa: E711
+        if bad.any():
+            positions = np.flatnonzero(bad[verdict.codes])
+            cells = verdict.codes[positions]
+            parts.append((positions, verdict.rules[cells], feature.name, verdict.raw[cells]))
 
     # A row is a copy of an earlier one when every feature's value is: its combined code.
     duplicated = np.flatnonzero(pd.Series(row_key).duplicated(keep="first").to_numpy())
     if duplicated.size:
-        parts.append((duplicated, DUPLICATE_ROW, "", np.full(duplicated.size, "", dtype=object)))
+        parts.append((duplicated, np.full(duplicated.size, DUPLICATE_ROW, dtype=object), "",
+                      np.full(duplicated.size, "", dtype=object)))  # fmt: skip
     if parts:
         rows = np.concatenate([index[p] for p, _, _, _ in parts]).astype(np.int64)
-        rules = np.concatenate([np.full(len(p), r, dtype=object) for p, r, _, _ in parts])
+        rule_names = np.concatenate([r for _, r, _, _ in parts])
         cols = np.concatenate([np.full(len(p), c, dtype=object) for p, _, c, _ in parts])
         values = np.concatenate([v for _, _, _, v in parts])
         # Sorted as (row, column, rule), with integer keys: no Python comparison per reason.
         col_rank = {c: i for i, c in enumerate(sorted({c for _, _, c, _ in parts}))}
-        rule_rank = {r: i for i, r in enumerate(sorted({r for _, r, _, _ in parts}))}
         order = np.lexsort(
             (
-                np.concatenate([np.full(len(p), rule_rank[r]) for p, r, _, _ in parts]),
+                pd.Categorical(rule_names, categories=sorted(pd.unique(rule_names))).codes,
                 np.concatenate([np.full(len(p), col_rank[c]) for p, _, c, _ in parts]),
                 rows,
             )
         )
         result.table = pd.DataFrame(
-            {"row": rows[order], "rule": rules[order], "column": cols[order],
+            {"row": rows[order], "rule": rule_names[order], "column": cols[order],
              "value": values[order]}
         )  # fmt: skip
     return result

@@ -2,7 +2,9 @@
 
 One pass over the records both validates them and encodes them into the float matrix the model
 takes, so that a 10,000-record batch costs one Python loop. Every problem of every record is
-collected, so that one 422 answer names them all; nothing here touches the database.
+collected, so that one 422 answer names them all; nothing here touches the database. What a
+valid value is, and each problem's rule and message, come from `mlsys.rules` (the same rules
+the ingestion and the UI apply); this module adds the body's own structure.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import jiter
 import numpy as np
 import orjson
 
-from mlsys.features import FeatureSpec, Kind
+from mlsys import rules
+from mlsys.features import FeatureSpec
+from mlsys.rules import json_type
 
 SOURCES = ("webapp", "scheduled")
 BODY_FIELDS = ("source", "records", "source_file", "source_rows")
@@ -23,14 +27,11 @@ BODY_FIELDS = ("source", "records", "source_file", "source_rows")
 MAX_LISTED_ERRORS = 1000
 MAX_SOURCE_FILE_CHARS = 1024
 MAX_SOURCE_ROW = 2**31 - 1  # the column is a PostgreSQL integer
-# Integers beyond this are refused: the model computes in doubles, which hold integers exactly
-# only up to 2**53, and a 400-digit one does not even convert to a double.
-MAX_EXACT_INT = 2**53
 # A record with more keys than the features plus this many is refused as a whole, with one
 # error, before any of its keys is looked at (hundreds of thousands of unknown keys fit in
 # MAX_BODY_BYTES; listing each cost 250 MB and 2 s).
 MAX_EXTRA_KEYS = 20
-_MISSING = object()
+_MISSING = rules.ABSENT
 # Up to this many records, the record-by-record pass is the faster one (5 µs for one record,
 # against 30 µs for the column-wise pass and its numpy calls).
 FEW_RECORDS = 16
@@ -38,18 +39,21 @@ FEW_RECORDS = 16
 
 @dataclass(frozen=True)
 class FieldError:
-    """One problem: `record` is the index in `records` (None for the body itself)."""
+    """One problem: `record` is the index in `records` (None for the body itself); `rule`: the
+    `mlsys.rules` rule a record's value breaks (None for a problem of the body's structure)."""
 
     record: int | None
     field: str | None
     value: Any
     message: str
+    rule: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "record": self.record,
             "field": self.field,
             "value": self.value,
+            "rule": self.rule,
             "message": self.message,
         }
 
@@ -119,26 +123,6 @@ def shown(value: Any) -> Any:
     return value
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
-
-
-def _fmt(number: float) -> str:
-    if type(number) is int:
-        return str(number)
-    return str(int(number)) if number.is_integer() else repr(number)
-
-
 def parse_json(body: bytes) -> Any:
     """Parse a JSON body; anything that is not plain, unambiguous JSON is a 400 saying where.
 
@@ -156,81 +140,18 @@ def parse_json(body: bytes) -> Any:
         raise RequestError(400, f"the request body is not valid JSON: {exc}") from None
 
 
-class _Column:
-    __slots__ = ("name", "kind", "codes", "low", "high", "required", "domain_text")
-
-    def __init__(self, name, kind, codes, low, high, required, domain_text):
-        self.name = name
-        self.kind = kind
-        self.codes = codes
-        self.low = low
-        self.high = high
-        self.required = required
-        self.domain_text = domain_text
-
-
 class RecordValidator:
-    """Validates and encodes records against one feature spec (built once per process)."""
+    """Validates and encodes records against one feature spec (built once per process), with
+    the rules of `mlsys.rules` precompiled."""
 
     def __init__(self, spec: FeatureSpec):
         self.spec = spec
         self.names = spec.names
         self.name_set = frozenset(self.names)
-        self.columns = [
-            _Column(
-                f.name,
-                f.kind,
-                f.code_of() if f.is_categorical else None,
-                f.minimum,
-                f.maximum,
-                f.required,
-                ", ".join(repr(v) for v in f.values),
-            )
-            for f in spec.features
-        ]
+        self.columns = rules.compile_features(spec)
 
     def _unknown_field_message(self) -> str:
-        listed = ", ".join(self.names) if len(self.names) <= 30 else "see GET /model-info"
-        return f"is not a feature of the model (the features are: {listed})"
-
-    def check_value(self, col: _Column, value: Any) -> tuple[float, Any, str | None]:
-        """(encoded value, normalised value, error message or None) for one field."""
-        if value is _MISSING:
-            if col.required:
-                return math.nan, None, "is required but missing"
-            return math.nan, None, None
-        if value is None:
-            if col.required:
-                return math.nan, None, "is required and must not be null"
-            return math.nan, None, None
-        if col.kind is Kind.CATEGORICAL:
-            if type(value) is not str:
-                return (
-                    math.nan,
-                    value,
-                    f"must be a string, one of {col.domain_text}; got {_json_type(value)}",
-                )
-            code = col.codes.get(value)
-            if code is None:
-                return math.nan, value, f"{value!r} is not one of {col.domain_text}"
-            return float(code), value, None
-        if type(value) is bool or not isinstance(value, int | float):
-            expected = "an integer" if col.kind is Kind.INTEGER else "a number"
-            return math.nan, value, f"must be {expected}, got {_json_type(value)}"
-        if isinstance(value, float):
-            if not math.isfinite(value):
-                return math.nan, value, f"{value} is not allowed: send a finite number"
-            if col.kind is Kind.INTEGER:
-                if not value.is_integer():
-                    return math.nan, value, f"must be an integer, got {value!r}"
-                value = int(value)
-        if not -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
-            return math.nan, value, f"is too large: at most {MAX_EXACT_INT} in absolute value"
-        if col.low is not None and value < col.low:
-            return math.nan, value, f"{_fmt(value)} is below the minimum {_fmt(col.low)}"
-        if col.high is not None and value > col.high:
-            return math.nan, value, f"{_fmt(value)} is above the maximum {_fmt(col.high)}"
-        return float(value), value, None
+        return rules.unexpected_column_message(self.names)
 
     def validate(
         self, records: list[Any]
@@ -244,43 +165,10 @@ class RecordValidator:
         return self._validate_each(records)
 
     def _validate_clean_batch(self, records: list[Any]) -> np.ndarray | None:
-        """Column by column, for a batch with nothing to report or normalise (the usual case).
-
-        Much faster than `_validate_each` on 10,000 records (one list comprehension per
-        column, ranges checked with numpy). Returns None at the first surprise, and the
-        record-by-record pass then finds and explains every problem.
-        """
-        name_set = self.name_set
-        for record in records:
-            if type(record) is not dict or record.keys() != name_set:
-                return None
-        matrix = np.empty((len(records), len(self.columns)), dtype=np.float64)
-        for j, col in enumerate(self.columns):
-            values = [record[col.name] for record in records]
-            if col.kind is Kind.CATEGORICAL:
-                codes = col.codes
-                try:
-                    matrix[:, j] = [codes[v] for v in values]
-                except (KeyError, TypeError):  # unknown category, or a list/dict value
-                    return None
-                continue
-            if col.kind is Kind.INTEGER:
-                if not all(type(v) is int for v in values):
-                    return None
-            elif not all(type(v) is float or type(v) is int for v in values):
-                return None
-            try:
-                column = np.array(values, dtype=np.float64)
-            except OverflowError:
-                return None
-            if not np.isfinite(column).all() or np.abs(column).max() > MAX_EXACT_INT:
-                return None
-            if col.low is not None and column.min() < col.low:
-                return None
-            if col.high is not None and column.max() > col.high:
-                return None
-            matrix[:, j] = column
-        return matrix
+        """Column by column, for a batch with nothing to report or normalise (the usual case):
+        `mlsys.rules.encode_clean_batch`. Returns None at the first surprise, and the
+        record-by-record pass then finds and explains every problem."""
+        return rules.encode_clean_batch(self.columns, self.name_set, records)
 
     def _validate_each(
         self, records: list[Any]
@@ -291,7 +179,6 @@ class RecordValidator:
         columns = self.columns
         name_set = self.name_set
         most_keys = len(name_set) + MAX_EXTRA_KEYS
-        check = self.check_value
         for i, record in enumerate(records):
             if type(record) is not dict:
                 errors.add(
@@ -299,7 +186,8 @@ class RecordValidator:
                         i,
                         None,
                         shown(record),
-                        f"a record must be a JSON object, got {_json_type(record)}",
+                        f"a record must be a JSON object, got {json_type(record)}",
+                        rules.WRONG_TYPE,
                     )
                 )
                 continue
@@ -314,22 +202,29 @@ class RecordValidator:
                         + self._unknown_field_message().removeprefix(
                             "is not a feature of the model "
                         ),
+                        rules.UNEXPECTED_COLUMN,
                     )
                 )
                 continue
             if record.keys() != name_set:
                 for extra in sorted(k for k in record if k not in name_set):
                     errors.add(
-                        FieldError(i, extra, shown(record[extra]), self._unknown_field_message())
+                        FieldError(
+                            i,
+                            extra,
+                            shown(record[extra]),
+                            self._unknown_field_message(),
+                            rules.UNEXPECTED_COLUMN,
+                        )
                     )
             row: list[float] = []
             clean: dict[str, Any] = {}
             ok = True
             for col in columns:
-                encoded, value, message = check(col, record.get(col.name, _MISSING))
+                encoded, value, rule, message = col.judge_json(record.get(col.name, _MISSING))
                 if message is not None:
                     ok = False
-                    errors.add(FieldError(i, col.name, shown(value), message))
+                    errors.add(FieldError(i, col.name, shown(value), message, rule))
                 row.append(encoded)
                 clean[col.name] = value
             if ok:
@@ -362,7 +257,7 @@ def parse_predict_request(
     if type(payload) is not dict:
         raise RequestError(
             422,
-            f"the body must be a JSON object with 'source' and 'records', got {_json_type(payload)}",
+            f"the body must be a JSON object with 'source' and 'records', got {json_type(payload)}",
         )
     errors = Problems()
     if len(payload) > len(BODY_FIELDS) + MAX_EXTRA_KEYS:
@@ -401,7 +296,7 @@ def parse_predict_request(
                 None,
                 "records",
                 shown(records),
-                f"must be a list of records, got {_json_type(records)}",
+                f"must be a list of records, got {json_type(records)}",
             )
         )
         records = None

@@ -107,7 +107,7 @@ def ledger_row(db_url: str, file_name: str) -> tuple | None:
     [
         ("12", "integer", 12),
         (" -3 ", "integer", -3),
-        ("33.0", "integer", 33.0),  # the API takes an integral float for an integer feature
+        ("33.0", "integer", 33),  # a whole number, for an integer feature
         ("1e3", "float", 1000.0),
         ("2.5", "float", 2.5),
         ("1_000", "integer", "1_000"),  # int() would take it; pandas and the row checks do not
