@@ -43,6 +43,7 @@ def api_problems(
             column=e.field or "",
             value="" if e.value is None else str(e.value),
             message=e.message,
+            rule=e.rule,
         )
         for e in errors
     ]

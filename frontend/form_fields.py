@@ -6,8 +6,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from frontend.upload_checks import number_text
 from mlsys.features import Feature, Kind
+from mlsys.rules import format_number
 
 
 def number_widget_args(feature: Feature) -> dict[str, Any]:
@@ -30,8 +30,8 @@ def number_widget_args(feature: Feature) -> dict[str, Any]:
 def range_hint(feature: Feature) -> str:
     if feature.is_categorical:
         return ", ".join(feature.values)
-    low = "" if feature.minimum is None else number_text(feature.minimum)
-    high = "" if feature.maximum is None else number_text(feature.maximum)
+    low = "" if feature.minimum is None else format_number(feature.minimum)
+    high = "" if feature.maximum is None else format_number(feature.maximum)
     if low and high:
         return f"{low} to {high}"
     if low:

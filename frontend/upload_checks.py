@@ -1,11 +1,13 @@
 """An uploaded CSV, read and checked completely before anything is sent.
 
 The features always come from the API's /model-info (as `mlsys.features.Feature`), never from
-a list typed here. A file that cannot be read as the model's table (too large, not CSV, missing
-or extra columns, no rows) is refused as a whole (`CsvError`). Otherwise every value is checked
-against its feature's kind, domain and range, with the same rules as the API, and the file is
-split: the valid rows can be predicted, the invalid ones are listed (row, column, value, why)
-and can be downloaded with their reasons.
+a list typed here. A file that cannot be read as the model's table (too large, not CSV, a
+required column missing, no rows) is refused as a whole (`CsvError`); columns the model does not
+know are ignored with a note, as the ingestion drops them. Otherwise every value is checked
+against its feature by `mlsys.rules` (the rules, and messages, of the API and the ingestion),
+and the file is split: the valid rows can be predicted (their records built by
+`mlsys.rules.to_records`, the prediction DAG's conversion), the invalid ones are listed (row,
+column, value, why) and can be downloaded with their reasons.
 
 Rows are numbered as the analyst counts them in the file: 1 is the first record after the
 header; blank lines are not rows (`ROW_NUMBERING` says so on the page).
@@ -20,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mlsys import csvfile
-from mlsys.features import Feature, Kind
+from mlsys import csvfile, rules
+from mlsys.features import Feature
 
 # How many invalid values the page lists one by one; the summary counts all of them and the
 # download holds every invalid row.
@@ -30,17 +32,20 @@ ROW_NUMBERING = (
     "Rows are numbered from 1, the first record after the header; blank lines are not rows."
 )
 # The columns of a problems table: one line per invalid value.
-PROBLEM_COLUMNS = ["row", "column", "value", "problem"]
+# `rule`: the `mlsys.rules` rule name (the same for the ingestion and the API).
+PROBLEM_COLUMNS = ["row", "column", "value", "rule", "problem"]
 
 
 @dataclass(frozen=True)
 class CellProblem:
-    """One value at fault. `row` counts data rows from 1 (the first line after the header)."""
+    """One value at fault. `row` counts data rows from 1 (the first line after the header);
+    `rule`: its `mlsys.rules` rule name, when known."""
 
     row: int
     column: str
     value: str
     message: str
+    rule: str = ""
 
 
 class CsvError(ValueError):
@@ -108,125 +113,52 @@ def _sentence(text: str) -> str:
 
 
 def check_columns(header: Sequence[str], features: Sequence[Feature]) -> None:
-    """Refuse missing and extra columns, naming them (the API takes exactly the features)."""
-    names = [f.name for f in features]
-    missing = [n for n in names if n not in header and _required(features, n)]
-    extra = [h for h in header if h not in names]
-    if not missing and not extra:
+    """Refuse a file without the column of a required feature, naming them. Columns the model
+    does not know are not refused (see `unexpected_columns`)."""
+    present = {str(h) for h in header}
+    missing = [f.name for f in features if f.required and f.name not in present]
+    if not missing:
         return
-    parts = []
-    if missing:
-        parts.append(f"missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
-    if extra:
-        parts.append(f"unexpected column{'s' if len(extra) > 1 else ''}: {', '.join(extra)}")
     hint = ""
     if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
         hint = " The header has a single column: is the file separated by commas?"
     raise CsvError(
-        f"The columns do not match the model's features ({'; '.join(parts)}). "
-        f"Expected: {', '.join(names)}.{hint}"
+        f"The columns do not match the model's features (missing column"
+        f"{'s' if len(missing) > 1 else ''}: {', '.join(missing)}). "
+        f"Expected: {', '.join(f.name for f in features)}.{hint}"
     )
 
 
-def _required(features: Sequence[Feature], name: str) -> bool:
-    return next(f.required for f in features if f.name == name)
-
-
-def number_text(value: float) -> str:
-    """A bound as the user wrote it in the schema: 18, not 18.0; 0.5 stays 0.5."""
-    return str(int(value)) if float(value).is_integer() else f"{value:g}"
-
-
-def _check_column(feature: Feature, raw: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """Typed values, a mask of bad cells, and the message of each bad cell."""
-    messages = pd.Series("", index=raw.index, dtype="object")
-    empty = raw == ""
-    if feature.required:
-        messages[empty] = "missing value"
-    if feature.is_categorical:
-        bad_domain = ~empty & ~raw.isin(feature.values)
-        allowed = ", ".join(feature.values)
-        messages[bad_domain] = raw[bad_domain].map(lambda v: f"{v!r} is not one of: {allowed}")
-        values = raw.where(~empty, None).astype("object")
-        return values, messages != "", messages
-    numbers = pd.to_numeric(raw.where(~empty), errors="coerce")
-    kind_name = "an integer" if feature.kind is Kind.INTEGER else "a number"
-    not_number = ~empty & ~pd.Series(np.isfinite(numbers.to_numpy(float)), index=raw.index)
-    messages[not_number] = raw[not_number].map(lambda v: f"{v!r} is not {kind_name}")
-    ok = ~empty & ~not_number
-    if feature.kind is Kind.INTEGER:
-        fractional = ok & (numbers % 1 != 0)
-        messages[fractional] = raw[fractional].map(lambda v: f"{v!r} is not {kind_name}")
-        ok &= ~fractional
-    if feature.minimum is not None:
-        low = ok & (numbers < feature.minimum)
-        lo = number_text(feature.minimum)
-        messages[low] = raw[low].map(lambda v: f"{v} is below the minimum {lo}")
-    if feature.maximum is not None:
-        high = ok & (numbers > feature.maximum)
-        hi = number_text(feature.maximum)
-        messages[high] = raw[high].map(lambda v: f"{v} is above the maximum {hi}")
-    bad = messages != ""
-    cast = int if feature.kind is Kind.INTEGER else float
-    # Python ints and floats with None for a gap: what JSON needs (numpy types and NaN are not).
-    values = pd.Series(
-        [None if x != x else cast(x) for x in numbers.tolist()],  # x != x: NaN
-        index=raw.index,
-        dtype="object",
-    )
-    return values, bad, messages
+def unexpected_columns(header: Sequence[str], features: Sequence[Feature]) -> list[str]:
+    """The columns of `header` that are not features: ignored, as the ingestion drops them from
+    good data (`mlsys.rules`, rule `unexpected_column`), and said in a note."""
+    names = {f.name for f in features}
+    return [str(h) for h in header if str(h) not in names]
 
 
 def check_values(
     text: pd.DataFrame, features: Sequence[Feature]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every value of a text frame (see `read_csv_text`) against its feature.
+    """Every value of a text frame (see `read_csv_text`) against its feature, by the rules the
+    API and the ingestion apply (`mlsys.rules.check_frame`: missing markers, domain, type,
+    integer, range; one message per rule).
 
     Returns the typed frame (feature order, indexed by row number from 1, None where a value is
-    invalid or missing) and the problems (`PROBLEM_COLUMNS`, one line per invalid value, sorted
+    missing or invalid) and the problems (`PROBLEM_COLUMNS`, one line per invalid value, sorted
     by row then feature order; empty when every value is valid).
     """
-    index = pd.RangeIndex(1, len(text) + 1)  # row numbers as the user counts them
-    raw = {
-        name: pd.Series(text[name].astype(object).str.strip().to_numpy(), index=index)
-        for name in text.columns
-    }
-    typed: dict[str, pd.Series] = {}
-    found: list[pd.DataFrame] = []
-    for order, feature in enumerate(features):
-        column = raw[feature.name] if feature.name in raw else pd.Series("", index=index)
-        values, bad, messages = _check_column(feature, column)
-        typed[feature.name] = values.where(~bad, None)
-        if bad.any():
-            found.append(
-                pd.DataFrame(
-                    {
-                        "row": bad.index[bad].to_numpy(),
-                        "column": feature.name,
-                        "value": column[bad].to_numpy(),
-                        "problem": messages[bad].to_numpy(),
-                        "_order": order,
-                    }
-                )
-            )
-    if found:
-        problems = (
-            pd.concat(found, ignore_index=True)
-            .sort_values(["row", "_order"], kind="stable")
-            .drop(columns="_order")
-            .reset_index(drop=True)
-        )
-    else:
-        problems = pd.DataFrame(
-            {c: pd.Series(dtype="int64" if c == "row" else "object") for c in PROBLEM_COLUMNS}
-        )
-    return pd.DataFrame(typed, index=index), problems
+    check = rules.check_frame(text.reset_index(drop=True), features)
+    typed = check.typed(np.arange(len(text)))
+    typed.index = pd.RangeIndex(1, len(text) + 1)  # row numbers as the user counts them
+    problems = check.problems.rename(columns={"message": "problem"})[PROBLEM_COLUMNS]
+    problems = problems.assign(row=problems["row"] + 1)
+    return typed, problems
 
 
 def problems_frame(problems: Sequence[CellProblem]) -> pd.DataFrame:
     """`CellProblem`s (such as the API's refusals) as a problems table (`PROBLEM_COLUMNS`)."""
     return pd.DataFrame(
-        [(p.row, p.column, p.value, p.message) for p in problems], columns=PROBLEM_COLUMNS
+        [(p.row, p.column, p.value, p.rule, p.message) for p in problems], columns=PROBLEM_COLUMNS
     ).astype({"row": "int64"})
 
 
@@ -267,30 +199,40 @@ def invalid_rows_csv(checked: CheckedUpload) -> bytes:
     return out.to_csv(index=True).encode("utf-8")
 
 
-def records_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Typed frame -> JSON-ready records (Python ints, floats, strings; None when missing)."""
-    columns = list(frame.columns)
-    return [dict(zip(columns, row, strict=True)) for row in frame.itertuples(index=False)]
-
-
 def parse_upload(data: bytes, features: Sequence[Feature], *, max_bytes: int) -> CheckedUpload:
     """An uploaded file -> every row checked (`CheckedUpload`), or a `CsvError` when the file
-    cannot be read as the model's table (size, not CSV, no rows, missing or extra columns)."""
+    cannot be read as the model's table (size, not CSV, no rows, a required column missing).
+
+    The records of the valid rows are `mlsys.rules.to_records` of the file's text: the
+    conversion the prediction DAG uses for good_data files.
+    """
     table = read_csv_text(data, max_bytes=max_bytes)
+    header = [str(c) for c in table.frame.columns]
+    notes = list(table.notes)
+    extra = unexpected_columns(header, features)
+    if extra:
+        notes.append(
+            f"The column{'s' if len(extra) > 1 else ''} {', '.join(extra)} "
+            f"{'are' if len(extra) > 1 else 'is'} not a feature of the model: ignored."
+        )
     try:
-        check_columns(list(table.frame.columns), features)
+        check_columns(header, features)
     except CsvError as exc:
-        exc.notes = table.notes
+        exc.notes = notes
         raise
     frame, problems = check_values(table.frame, features)
     text = table.frame.set_axis(frame.index)
-    invalid = problems["row"].unique()
-    valid = frame.drop(index=invalid)
+    valid_rows = [int(r) for r in frame.index.difference(problems["row"].unique())]
+    names = [f.name for f in features if f.name in header]
+    records = rules.to_records(text.loc[valid_rows, names], features)
+    absent = [f.name for f in features if f.name not in header]
+    for record in records:  # optional features without a column: null, as the form sends
+        record.update(dict.fromkeys(absent))
     return CheckedUpload(
         frame=frame,
         text=text,
         problems=problems,
-        records=records_of(valid),
-        valid_rows=[int(r) for r in valid.index],
-        notes=table.notes,
+        records=records,
+        valid_rows=valid_rows,
+        notes=notes,
     )
