@@ -245,6 +245,10 @@ def test_browser_invalid_rows_are_shown_downloaded_and_the_valid_ones_predicted(
     expect(page.get_by_text("Predicted 19 rows.")).to_be_visible()
     expect(page.get_by_text("11 rows were not predicted because of invalid values")).to_be_visible()
     wait_until_idle(page)
+    results_grid = page.get_by_test_id("stDataFrame").last.locator('[role="grid"]')
+    expect(results_grid).to_have_attribute("aria-rowcount", "31")  # the header and every row
+    expect(results_grid.locator("td", has_text="invalid, not sent")).not_to_have_count(0)
+    page.get_by_test_id("stDataFrame").last.scroll_into_view_if_needed()
     page.screenshot(path=artifacts / "02-valid-rows-predicted.png", full_page=True)
     with ui_db.cursor() as cur:
         cur.execute("SELECT source, features FROM predictions ORDER BY id")
