@@ -50,10 +50,14 @@ class CellProblem:
 
 class CsvError(ValueError):
     """An uploaded file that cannot be predicted at all; `str()` names the problem for the user,
-    and `notes` says what the reader normalised on the way (a skipped hint line, ...)."""
+    `problems` the columns at fault when there are (row 0: the header line), and `notes` what
+    the reader normalised on the way (a skipped hint line, ...)."""
 
-    def __init__(self, message: str, notes: Sequence[str] = ()) -> None:
+    def __init__(
+        self, message: str, problems: Sequence[CellProblem] = (), notes: Sequence[str] = ()
+    ) -> None:
         super().__init__(message)
+        self.problems = list(problems)
         self.notes = list(notes)
 
 
@@ -125,7 +129,11 @@ def check_columns(header: Sequence[str], features: Sequence[Feature]) -> None:
     raise CsvError(
         f"The columns do not match the model's features (missing column"
         f"{'s' if len(missing) > 1 else ''}: {', '.join(missing)}). "
-        f"Expected: {', '.join(f.name for f in features)}.{hint}"
+        f"Expected: {', '.join(f.name for f in features)}.{hint}",
+        [
+            CellProblem(0, name, "", rules.missing_column_message(), rules.MISSING_COLUMN)
+            for name in missing
+        ],
     )
 
 
@@ -211,10 +219,8 @@ def parse_upload(data: bytes, features: Sequence[Feature], *, max_bytes: int) ->
     notes = list(table.notes)
     extra = unexpected_columns(header, features)
     if extra:
-        notes.append(
-            f"The column{'s' if len(extra) > 1 else ''} {', '.join(extra)} "
-            f"{'are' if len(extra) > 1 else 'is'} not a feature of the model: ignored."
-        )
+        message = rules.unexpected_column_message([f.name for f in features])
+        notes.extend(f"Column {name!r} {message}: ignored." for name in extra)
     try:
         check_columns(header, features)
     except CsvError as exc:

@@ -35,6 +35,10 @@ class ErrorItem(BaseModel):
     )
     field: str | None
     value: Any = None
+    rule: str | None = Field(
+        default=None,
+        description="the broken rule of mlsys/rules.py (out_of_range, ...); null: the body",
+    )
     message: str
 
 

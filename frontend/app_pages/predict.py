@@ -115,6 +115,7 @@ if uploaded is not None:
 
     if error is not None:
         st.error(f"{uploaded.name}: {error}")
+        problems_table(upload_checks.problems_frame(error.problems))
     else:
         invalid_rows = parsed.invalid_rows
         if parsed.all_valid:
