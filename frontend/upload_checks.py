@@ -87,7 +87,7 @@ class CheckedUpload:
     @property
     def invalid_rows(self) -> list[int]:
         """Row numbers with at least one invalid value, ascending."""
-        return sorted({int(r) for r in self.problems["row"]})
+        return [int(r) for r in np.unique(self.problems["row"].to_numpy())]
 
     @property
     def all_valid(self) -> bool:
