@@ -503,7 +503,8 @@ def records_of_typed(typed) -> list[dict[str, Any]]:
 class CompiledFeature:
     """One feature's rules precompiled for JSON values: built once per process by the API."""
 
-    __slots__ = ("feature", "name", "kind", "codes", "low", "high", "required")
+    __slots__ = ("feature", "name", "kind", "codes", "low", "high", "required", "integer",
+                 "lowest", "highest")  # fmt: skip
 
     def __init__(self, feature: Feature):
         self.feature = feature
@@ -513,6 +514,12 @@ class CompiledFeature:
         self.low = feature.minimum
         self.high = feature.maximum
         self.required = feature.required
+        self.integer = feature.kind is Kind.INTEGER
+        # The schema's range within +-MAX_EXACT_INT: one chained comparison per value.
+        low = -MAX_EXACT_INT if feature.minimum is None else feature.minimum
+        high = MAX_EXACT_INT if feature.maximum is None else feature.maximum
+        self.lowest = max(low, -MAX_EXACT_INT)
+        self.highest = min(high, MAX_EXACT_INT)
 
     def judge_json(self, value: Any) -> tuple[float, Any, str | None, str | None]:
         """(encoded float for the model, normalised value, rule or None, message or None).
@@ -522,61 +529,41 @@ class CompiledFeature:
         feature is `not_a_number` when its text is not a finite number (what `to_records`
         sends for such a cell), `wrong_type` when it is (send the number itself).
         """
-        if value is ABSENT:
-            if self.required:
-                return math.nan, None, MISSING_COLUMN, missing_column_message()
-            return math.nan, None, None, None
-        if value is None:
-            if self.required:
+        if value is None or value is ABSENT:
+            if not self.required:
+                return math.nan, None, None, None
+            if value is None:
                 return math.nan, None, MISSING_VALUE, missing_value_message()
-            return math.nan, None, None, None
-        if self.kind is Kind.CATEGORICAL:
+            return math.nan, None, MISSING_COLUMN, missing_column_message()
+        codes = self.codes
+        if codes is not None:
+            code = codes.get(value) if type(value) is str else None
+            if code is not None:
+                return float(code), value, None, None
             if type(value) is not str:
                 return math.nan, value, WRONG_TYPE, wrong_type_message(self.feature, value)
-            code = self.codes.get(value)
-            if code is None:
-                return (
-                    math.nan,
-                    value,
-                    UNKNOWN_CATEGORY,
-                    unknown_category_message(self.feature, value),
-                )
-            return float(code), value, None, None
-        if type(value) is str:
-            number = convert_texts([value], self.kind)[2][0]
-            if math.isfinite(number):
-                return math.nan, value, WRONG_TYPE, wrong_type_message(self.feature, value)
-            finite_only = not math.isnan(number)
-            return (
-                math.nan,
-                value,
-                NOT_A_NUMBER,
-                not_a_number_message(value, finite_only=finite_only),
-            )
-        if type(value) is bool or not isinstance(value, int | float):
-            return math.nan, value, WRONG_TYPE, wrong_type_message(self.feature, value)
-        if isinstance(value, float):
+            return math.nan, value, UNKNOWN_CATEGORY, unknown_category_message(self.feature, value)
+        kind = type(value)
+        if kind is float:
             if not math.isfinite(value):
-                # JSON NaN/Infinity (accepted by the parser to be named here, by field).
-                return (
-                    math.nan,
-                    value,
-                    NOT_A_NUMBER,
-                    not_a_number_message(str(value), finite_only=True),
-                )
-            if self.kind is Kind.INTEGER:
+                # JSON NaN/Infinity (the parser keeps them, to be named here, by field).
+                message = not_a_number_message(str(value), finite_only=True)
+                return math.nan, value, NOT_A_NUMBER, message
+            if self.integer:
                 if not value.is_integer():
                     return math.nan, value, NOT_AN_INTEGER, not_an_integer_message(value)
                 if -MAX_EXACT_INT <= value <= MAX_EXACT_INT:
                     value = int(value)
-        low, high = self.low, self.high
-        if (
-            not -MAX_EXACT_INT <= value <= MAX_EXACT_INT
-            or (low is not None and value < low)
-            or (high is not None and value > high)
-        ):
-            return math.nan, value, OUT_OF_RANGE, out_of_range_message(self.feature, value)
-        return float(value), value, None, None
+        elif kind is not int:  # bool is not int here: type(True) is bool
+            if kind is str:
+                number = convert_texts([value], self.kind)[2][0]
+                if not math.isfinite(number):
+                    message = not_a_number_message(value, finite_only=not math.isnan(number))
+                    return math.nan, value, NOT_A_NUMBER, message
+            return math.nan, value, WRONG_TYPE, wrong_type_message(self.feature, value)
+        if self.lowest <= value <= self.highest:
+            return float(value), value, None, None
+        return math.nan, value, OUT_OF_RANGE, out_of_range_message(self.feature, value)
 
 
 class _Absent:

@@ -106,15 +106,31 @@ BAD_RECORDS = {
     "wrong type in a categorical": (lambda r, s: {**r, _first(s, "categorical").name: 3}, "categorical", "must be a string"),
     "string in a numeric field": (lambda r, s: {**r, _first(s, "integer").name: "30"}, "integer", "must be an integer, got a string"),
     "boolean in a numeric field": (lambda r, s: {**r, _first(s, "integer").name: True}, "integer", "got a boolean"),
-    "fraction in an integer field": (lambda r, s: {**r, _first(s, "integer").name: 2.5}, "integer", "must be an integer, got 2.5"),
+    "fraction in an integer field": (lambda r, s: {**r, _first(s, "integer").name: 2.5}, "integer", "2.5 is not an integer"),
     "below the minimum": (lambda r, s: {**r, _first(s, "integer").name: _first(s, "integer").minimum - 1}, "integer", "below the minimum"),
     "above the maximum": (lambda r, s: {**r, _first(s, "integer").name: _first(s, "integer").maximum + 1}, "integer", "above the maximum"),
     "unknown category": (lambda r, s: {**r, _first(s, "categorical").name: "martian"}, "categorical", "'martian' is not one of"),
-    "missing field": (lambda r, s: {k: v for k, v in r.items() if k != _first(s, "integer").name}, "integer", "required but missing"),
-    "null field": (lambda r, s: {**r, _first(s, "categorical").name: None}, "categorical", "must not be null"),
+    "missing field": (lambda r, s: {k: v for k, v in r.items() if k != _first(s, "integer").name}, "integer", "is absent: the model needs this feature"),
+    "null field": (lambda r, s: {**r, _first(s, "categorical").name: None}, "categorical", "a value is required"),
     "extra field": (lambda r, s: {**r, "shoe_size": 42}, None, "not a feature of the model"),
     "a list instead of a value": (lambda r, s: {**r, _first(s, "categorical").name: ["a"]}, "categorical", "got an array"),
 }  # fmt: skip
+
+
+# The rule (mlsys.rules) each case breaks.
+RULES = {
+    "wrong type in a categorical": "wrong_type",
+    "string in a numeric field": "wrong_type",
+    "boolean in a numeric field": "wrong_type",
+    "fraction in an integer field": "not_an_integer",
+    "below the minimum": "out_of_range",
+    "above the maximum": "out_of_range",
+    "unknown category": "unknown_category",
+    "missing field": "missing_column",
+    "null field": "missing_value",
+    "extra field": "unexpected_column",
+    "a list instead of a value": "wrong_type",
+}
 
 
 @pytest.mark.parametrize("case", BAD_RECORDS, ids=list(BAD_RECORDS))
@@ -130,15 +146,16 @@ def test_a_bad_record_is_a_precise_422_and_nothing_is_written(api: Api, record, 
     field = "shoe_size" if kind is None else _first(spec, kind).name
     assert (error["record"], error["field"]) == (1, field)
     assert words in error["message"], error
+    assert error["rule"] == RULES[case]
     assert api.count() == before
 
 
 @pytest.mark.parametrize(
     ("literal", "words"),
     [
-        ("NaN", "nan is not allowed"),
-        ("-Infinity", "-inf is not allowed"),
-        ("1e400", "inf is not allowed"),
+        ("NaN", "'nan' is not a finite number"),
+        ("-Infinity", "'-inf' is not a finite number"),
+        ("1e400", "'inf' is not a finite number"),
     ],
 )
 def test_nan_and_infinity_are_refused_by_record_and_field(api: Api, record, spec, literal, words):
