@@ -197,12 +197,12 @@ def row_reasons(problems: pd.DataFrame) -> pd.Series:
 
 
 def invalid_rows_csv(checked: CheckedUpload) -> bytes:
-    """The invalid rows as CSV: `row` (number in the file), `problems` (every reason of the row),
-    then the file's columns exactly as read, so that the analyst can fix them and send them again
-    (after dropping the two first columns)."""
+    """The invalid rows as CSV: `row` (number in the file), `reason` (every problem of the row,
+    as in the results), then the file's columns exactly as read, so that the analyst can fix
+    them and send them again (after dropping the two first columns)."""
     reasons = row_reasons(checked.problems)
     rows = checked.text.loc[reasons.index]
-    out = pd.concat([reasons.rename("problems"), rows], axis=1)
+    out = pd.concat([reasons.rename("reason"), rows], axis=1)
     out.index.name = "row"
     return out.to_csv(index=True).encode("utf-8")
 

@@ -237,7 +237,7 @@ def test_browser_invalid_rows_are_shown_downloaded_and_the_valid_ones_predicted(
     assert [int(r) for r in download["row"]] == sorted(INVALID_CELLS)
     for line in download.to_dict("records"):
         cells = INVALID_CELLS[int(line["row"])]
-        assert all(f"{column}: " in line["problems"] for column in cells), line
+        assert all(f"{column}: " in line["reason"] for column in cells), line
         assert {c: line[c] for c in cells} == cells  # the values as in the file
     assert count_predictions(ui_db) == 0  # nothing is sent before the button
 

@@ -243,17 +243,17 @@ def test_the_invalid_rows_download_holds_them_as_read_with_every_reason(info, ap
     back = pd.read_csv(
         io.BytesIO(upload_checks.invalid_rows_csv(result)), dtype=str, keep_default_na=False
     )
-    assert list(back.columns) == ["row", "problems", *frame.columns]
+    assert list(back.columns) == ["row", "reason", *frame.columns]
     assert [int(r) for r in back["row"]] == sorted(INVALID_CELLS)
     for line in back.to_dict("records"):
         row = int(line["row"])
         cells = INVALID_CELLS[row]
         # The values exactly as in the file, so that the analyst can fix and send them again.
         assert {c: line[c] for c in frame.columns} == frame.iloc[row - 1].to_dict()
-        assert line["problems"].count("; ") == len(cells) - 1
+        assert line["reason"].count("; ") == len(cells) - 1
         for column in cells:
-            assert f"{column}: " in line["problems"]
-    assert back.loc[back["row"] == "2", "problems"].item() == "age: 'forty' is not a number"
+            assert f"{column}: " in line["reason"]
+    assert back.loc[back["row"] == "2", "reason"].item() == "age: 'forty' is not a number"
 
 
 def test_row_reasons_join_every_problem_of_a_row():
