@@ -66,14 +66,16 @@ class CheckedUpload:
     """A file read and checked, every row with its verdict.
 
     `frame`: typed values in feature order, indexed by row number (from 1); an invalid cell is
-    None. `text`: the cells as read (strings, the file's columns), same index. `problems`: one
-    line per invalid value (`PROBLEM_COLUMNS`), sorted by row then feature order. `records`:
-    the valid rows as JSON-ready records for POST /predict, in file order, and `valid_rows`
-    their row numbers. `notes`: what the reader normalised (shown before anything is sent).
+    None. `invalid_text`: the cells of the invalid rows only, as read (strings, the file's
+    columns), same index: the download needs them, and the session keeps this object.
+    `problems`: one line per invalid value (`PROBLEM_COLUMNS`), sorted by row then feature
+    order. `records`: the valid rows as JSON-ready records for POST /predict, in file order, and
+    `valid_rows` their row numbers. `notes`: what the reader normalised (shown before anything
+    is sent).
     """
 
     frame: pd.DataFrame = field(repr=False)
-    text: pd.DataFrame = field(repr=False)
+    invalid_text: pd.DataFrame = field(repr=False)
     problems: pd.DataFrame = field(repr=False)
     records: list[dict[str, Any]] = field(repr=False)
     valid_rows: list[int] = field(repr=False)
@@ -201,7 +203,7 @@ def invalid_rows_csv(checked: CheckedUpload) -> bytes:
     as in the results), then the file's columns exactly as read, so that the analyst can fix
     them and send them again (after dropping the two first columns)."""
     reasons = row_reasons(checked.problems)
-    rows = checked.text.loc[reasons.index]
+    rows = checked.invalid_text.loc[reasons.index]
     out = pd.concat([reasons.rename("reason"), rows], axis=1)
     out.index.name = "row"
     return out.to_csv(index=True).encode("utf-8")
@@ -236,7 +238,7 @@ def parse_upload(data: bytes, features: Sequence[Feature], *, max_bytes: int) ->
         record.update(dict.fromkeys(absent))
     return CheckedUpload(
         frame=frame,
-        text=text,
+        invalid_text=text.drop(index=valid_rows),
         problems=problems,
         records=records,
         valid_rows=valid_rows,
