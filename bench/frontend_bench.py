@@ -1,6 +1,6 @@
 """Benchmark of the web UI's CSV path: checking a file, then sending it in chunks.
 
-Figures: `frontend.logic.parse_upload` (read, check every value, build records) on 1k, 10k and
+Figures: `frontend.upload_checks.parse_upload` (read, check every value, build records) on 1k, 10k and
 100k rows beside a bare `pandas.read_csv` of the same bytes (the reference: reading without any
 check); then 10,000 records sent to a real service through `send_in_chunks` with several
 `UI_BATCH_RECORDS` values, beside one single request (the reference: no chunking), on a
@@ -17,8 +17,9 @@ from pathlib import Path
 import pandas as pd
 
 from bench.service_bench import train_into
-from frontend import logic
 from frontend.api_client import ApiClient, parse_model_info
+from frontend.chunked_sending import send_in_chunks
+from frontend.upload_checks import parse_upload
 from mlsys.config import get_settings
 from mlsys.db import migrate
 from mlsys.features import get_feature_spec
@@ -44,7 +45,7 @@ def bench_parse(features) -> None:
     print("checking a CSV (best of 3):")
     for rows in (1_000, 10_000, 100_000):
         data = applications(rows).to_csv(index=False).encode()
-        ours = best_of(3, lambda d=data: logic.parse_upload(d, features, max_bytes=len(d)))
+        ours = best_of(3, lambda d=data: parse_upload(d, features, max_bytes=len(d)))
         bare = best_of(3, lambda d=data: pd.read_csv(io.BytesIO(d), dtype=str))
         print(
             f"  {rows:>7,} rows ({len(data) / 1e6:4.1f} MB): parse_upload {ours * 1000:7.0f} ms "
@@ -72,14 +73,14 @@ def bench_send(features) -> None:
             try:
                 api_url = f"http://127.0.0.1:{port}"
                 wait_until_serving(proc, api_url)
-                records = logic.parse_upload(
+                records = parse_upload(
                     applications(10_000).to_csv(index=False).encode(), features, max_bytes=1 << 30
                 ).records
                 print("sending 10,000 records to the service (each run stores them):")
                 with ApiClient(api_url, timeout_s=120) as api:
                     for size in (100, 500, 2_000, 10_000):
                         started = time.perf_counter()
-                        outcome = logic.send_in_chunks(api, records, chunk_size=size)
+                        outcome = send_in_chunks(api, records, chunk_size=size)
                         took = time.perf_counter() - started
                         assert outcome.complete, outcome.error
                         label = "reference, one request" if size == 10_000 else "chunks"

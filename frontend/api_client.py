@@ -43,6 +43,7 @@ class RecordError:
     field: str | None
     value: Any
     message: str
+    rule: str = ""  # its `mlsys.rules` rule name (missing_value, out_of_range, ...)
 
 
 class ApiRejected(ApiError):
@@ -182,6 +183,7 @@ def _record_errors(raw: Any) -> list[RecordError]:
                     field=item.get("field"),
                     value=item.get("value"),
                     message=str(item.get("message") or item.get("msg") or item),
+                    rule=str(item.get("rule") or ""),
                 )
             )
     return errors

@@ -10,7 +10,7 @@ import streamlit as st
 
 from frontend.api_client import ApiClient, ApiError, ApiUnavailable, ModelInfo, Prediction
 from frontend.config import UISettings, get_ui_settings
-from frontend.logic import CellProblem
+from frontend.upload_checks import MAX_LISTED_PROBLEMS
 
 
 def settings() -> UISettings:
@@ -47,18 +47,15 @@ def show_api_error(exc: ApiError) -> None:
         st.error(str(exc), icon=":material/error:")
 
 
-def problems_table(problems: list[CellProblem]) -> None:
-    """The values at fault, one per line, so that the user can fix the file."""
-    if not problems:
+def problems_table(problems: pd.DataFrame) -> None:
+    """The values at fault (a problems table: row, column, value, problem), one per line, so
+    that the user can fix the file; the first MAX_LISTED_PROBLEMS of them."""
+    if problems.empty:
         return
-    st.dataframe(
-        pd.DataFrame(
-            [(p.row, p.column, p.value, p.message) for p in problems],
-            columns=["row", "column", "value", "problem"],
-        ),
-        hide_index=True,
-        width="stretch",
-    )
+    shown = problems.head(MAX_LISTED_PROBLEMS)
+    if len(shown) < len(problems):
+        st.caption(f"The first {len(shown)} of {len(problems)} invalid values.")
+    st.dataframe(shown, hide_index=True, width="stretch")
 
 
 # The chart pages through up to UI_CHART_MAX_ROWS predictions: cached briefly, so that paging
@@ -72,7 +69,7 @@ def predictions_for_chart(
 
 
 def predictions_chart(counts: pd.DataFrame, bucket: str) -> alt.Chart:
-    """Stacked bars of predictions per time bucket and class (from logic.counts_over_time)."""
+    """Stacked bars of predictions per time bucket and class (from prediction_history.counts_over_time)."""
     long = counts.reset_index(names=bucket).melt(
         id_vars=bucket, var_name="predicted class", value_name="predictions"
     )

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
-from frontend import logic
+from frontend import prediction_history as history
 from frontend.api_client import ApiError
 from frontend.ui import (
     client,
@@ -31,7 +31,7 @@ with left:
     )
 with middle:
     source_label = st.radio(
-        "Source", list(logic.SOURCE_CHOICES), horizontal=True, key="past_source"
+        "Source", list(history.SOURCE_CHOICES), horizontal=True, key="past_source"
     )
 with right:
     page_size = st.selectbox("Rows per page", (25, 50, 100, 500), index=1, key="past_page_size")
@@ -39,8 +39,8 @@ with right:
 if not isinstance(picked, tuple) or len(picked) != 2:
     st.info("Pick the last day of the range.")
     st.stop()
-start, end = logic.date_filter(picked[0], picked[1])
-source = logic.SOURCE_CHOICES[source_label]
+start, end = history.date_filter(picked[0], picked[1])
+source = history.SOURCE_CHOICES[source_label]
 
 # A new filter starts again from its first page; the cursors of the pages seen so far are
 # kept so that "Previous" can go back (the API only hands out the next one).
@@ -72,13 +72,13 @@ if not items and not page.items:
 
 total = f"the newest {len(items)}" if truncated else f"{len(items)}"
 st.markdown(f"**{total} predictions** ({source_label}) from {start} to {end}")
-counts, bucket = logic.counts_over_time(items, info.classes)
+counts, bucket = history.counts_over_time(items, info.classes)
 st.altair_chart(predictions_chart(counts, bucket), width="content")
 
 first = (len(cursors) - 1) * page_size + 1
 st.caption(f"Page {len(cursors)}: rows {first} to {first + len(page.items) - 1}, newest first.")
 st.dataframe(
-    logic.past_frame(page.items, [f.name for f in info.features]),
+    history.past_frame(page.items, [f.name for f in info.features]),
     hide_index=True,
     width="stretch",
     column_config={"probability": st.column_config.NumberColumn(format="%.3f")},

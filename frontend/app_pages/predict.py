@@ -4,7 +4,7 @@ import hashlib
 
 import streamlit as st
 
-from frontend import logic
+from frontend import batch_results, chunked_sending, form_fields, upload_checks
 from frontend.api_client import ApiError
 from frontend.ui import client, model_info_or_stop, problems_table, settings, show_api_error
 
@@ -31,7 +31,7 @@ with st.form("predict_one_form"):
     columns = st.columns(3)
     values = {}
     for i, feature in enumerate(info.features):
-        hint = logic.range_hint(feature)
+        hint = form_fields.range_hint(feature)
         help_text = f"{feature.description}\n\nAllowed: {hint}".strip()
         with columns[i % len(columns)]:
             if feature.is_categorical:
@@ -50,12 +50,12 @@ with st.form("predict_one_form"):
                     placeholder=hint,
                     help=help_text,
                     key=f"predict_one_{feature.name}",
-                    **logic.number_widget_args(feature),
+                    **form_fields.number_widget_args(feature),
                 )
     submitted = st.form_submit_button("Predict", type="primary")
 
 if submitted:
-    record, missing = logic.form_record(values, info.features)
+    record, missing = form_fields.form_record(values, info.features)
     st.session_state["predict_one_result"] = None
     if missing:
         st.error(f"Fill in every field first; empty: {', '.join(missing)}.")
@@ -80,8 +80,8 @@ st.subheader("A CSV file")
 s = settings()
 st.caption(
     f"One application per row, one column per feature: {', '.join(f.name for f in info.features)}. "
-    f"Up to {s.max_upload_mb} MB. Every value is checked before anything is sent; "
-    "rows are numbered from 1, the first line after the header."
+    f"Up to {s.max_upload_mb} MB. Every value is checked before anything is sent: rows with "
+    "invalid values are listed, and the valid rows can be predicted without them."
 )
 uploaded = st.file_uploader(
     "CSV file",
@@ -97,12 +97,17 @@ if uploaded is not None:
     if st.session_state.get("predict_csv_parsed_id") != file_id:
         try:
             with st.spinner(f"Checking {uploaded.name}..."):
-                parsed = logic.parse_upload(data, info.features, max_bytes=s.max_upload_bytes)
+                parsed = upload_checks.parse_upload(
+                    data, info.features, max_bytes=s.max_upload_bytes
+                )
             error = None
-        except logic.CsvError as exc:
+        except upload_checks.CsvError as exc:
             parsed, error = None, exc
         st.session_state["predict_csv_parsed_id"] = file_id
         st.session_state["predict_csv_parsed"] = (parsed, error)
+        st.session_state["predict_csv_invalid_csv"] = (
+            upload_checks.invalid_rows_csv(parsed) if parsed and not parsed.all_valid else b""
+        )
     parsed, error = st.session_state["predict_csv_parsed"]
     # What the reader normalised (a skipped hint line, a dropped repeated column...).
     for note in (error or parsed).notes:
@@ -110,17 +115,45 @@ if uploaded is not None:
 
     if error is not None:
         st.error(f"{uploaded.name}: {error}")
-        problems_table(error.problems)
+        problems_table(upload_checks.problems_frame(error.problems))
     else:
-        st.write(f"**{uploaded.name}**: {parsed.rows} rows, all valid.")
+        invalid_rows = parsed.invalid_rows
+        if parsed.all_valid:
+            st.write(f"**{uploaded.name}**: {parsed.rows} rows, all valid.")
+        else:
+            st.warning(
+                f"**{uploaded.name}**: {len(invalid_rows)} of {parsed.rows} rows have invalid "
+                f"values and cannot be predicted. {upload_checks.describe_problems(parsed.problems)}",
+                icon=":material/rule:",
+            )
+            st.caption(upload_checks.ROW_NUMBERING)
+            problems_table(parsed.problems)
+            st.download_button(
+                f"Download the {len(invalid_rows)} invalid rows with their reasons (CSV)",
+                data=st.session_state["predict_csv_invalid_csv"],
+                file_name=f"invalid-rows-{uploaded.name}",
+                mime="text/csv",
+                key="predict_csv_invalid_download",
+                on_click="ignore",
+            )
+        if not parsed.records:
+            st.error("No row is valid: nothing can be predicted. Fix the file and upload it again.")
+            st.stop()
         # The file is sent only after a press of this button, never on a rerun (the uploader
         # keeps the file: streamlit#7097), and only once: the job lives in session_state.
+        # With invalid rows, only the valid ones are sent, and only on this explicit press.
         job = st.session_state.get("predict_csv_job")
         outcome = job[1] if job is not None and job[0] == file_id else None
-        if outcome is None and st.button(
-            f"Predict {parsed.rows} rows", type="primary", key="predict_csv_send"
-        ):
-            st.session_state["predict_csv_job"] = (file_id, logic.BatchOutcome(total=parsed.rows))
+        label = (
+            f"Predict {parsed.rows} rows"
+            if parsed.all_valid
+            else f"Predict the {len(parsed.records)} valid rows"
+        )
+        if outcome is None and st.button(label, type="primary", key="predict_csv_send"):
+            st.session_state["predict_csv_job"] = (
+                file_id,
+                chunked_sending.BatchOutcome(total=len(parsed.records), rows=parsed.valid_rows),
+            )
             st.rerun()  # the next run, without this button, finds the job pending and sends it
 
         # Pending also after a rerun that stopped the sending halfway (any click on the page
@@ -134,7 +167,7 @@ if uploaded is not None:
                 bar.progress(done / total, text=f"Sent {done} of {total} rows")
 
             with client() as api:
-                logic.send_in_chunks(
+                chunked_sending.send_in_chunks(
                     api,
                     parsed.records,
                     chunk_size=s.batch_records,
@@ -146,7 +179,7 @@ if uploaded is not None:
         if outcome is not None:
             if outcome.error:
                 st.error(outcome.error)
-                problems_table(outcome.problems)
+                problems_table(upload_checks.problems_frame(outcome.problems))
             if outcome.retryable and st.button(
                 f"Send the remaining {outcome.total - outcome.sent} rows",
                 type="primary",
@@ -155,12 +188,18 @@ if uploaded is not None:
                 outcome.retry()
                 st.rerun()  # the next run finds the job pending and resumes it
             if outcome.predictions:
-                results = logic.results_frame(parsed.frame, outcome.predictions)
-                summary = logic.class_summary(
+                results = batch_results.results_frame(parsed, outcome)
+                summary = batch_results.class_summary(
                     [p.prediction for p in outcome.predictions], info.classes, positive
                 )
                 if outcome.complete:
                     st.success(f"Predicted {len(outcome.predictions)} rows.")
+                if invalid_rows:
+                    st.info(
+                        f"{len(invalid_rows)} rows were not predicted because of invalid values "
+                        f"({batch_results.row_list(invalid_rows)}). The results keep every row "
+                        "of the file: `status` and `reason` say why a row has no prediction."
+                    )
                 st.markdown("**Predictions per class**")
                 rows = summary.to_dict("records")
                 for column, row in zip(st.columns(len(rows)), rows, strict=True):
@@ -168,14 +207,18 @@ if uploaded is not None:
                     column.metric(
                         f"class {row['class']}{meaning}",
                         row["count"],
-                        f"{row['share']:.0%} of the rows",
+                        f"{row['share']:.0%} of the predicted rows",
                         delta_color="off",
                         delta_arrow="off",
                     )
-                st.dataframe(results, width="stretch")
+                st.dataframe(
+                    results,
+                    width="stretch",
+                    column_config={"probability": st.column_config.NumberColumn(format="%.3f")},
+                )
                 st.download_button(
                     "Download the results (CSV)",
-                    data=logic.to_csv_bytes(results),
+                    data=batch_results.to_csv_bytes(results),
                     file_name=f"predictions-{uploaded.name}",
                     mime="text/csv",
                     key="predict_csv_download",

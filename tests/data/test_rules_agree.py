@@ -6,7 +6,7 @@ replaced (or one column dropped or added). The three consumers read it as they d
 production:
 - ingestion: `mlsys.csvfile` reader + `mlsys.rowchecks.check_rows` (what `validate_data` splits
   rows with);
-- UI: `frontend.logic.parse_upload` with the features of the API's /model-info;
+- UI: `frontend.upload_checks.parse_upload` with the features of the API's /model-info;
 - API: the prediction DAG's conversion (`pipelines.prediction.records.to_records` with the kinds
   of /model-info) posted to a real uvicorn process of the service.
 """
@@ -19,11 +19,12 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from mlsys import pg, rules
+from mlsys import rules
 from mlsys.api_auth import Role
 from mlsys.db import migrate
 from mlsys.features import get_feature_spec
 from mlsys.rowchecks import check_rows, read_raw_csv
+from ops import pg
 from pipelines.prediction import records as dag_records
 from service import launch
 from tests.conftest import auth_headers, fresh_database
@@ -135,7 +136,7 @@ def ingestion_verdict(path) -> Verdict:
 
 def ui_verdict(data: bytes, model_info: dict) -> Verdict:
     from frontend.api_client import parse_model_info
-    from frontend.logic import CsvError, parse_upload
+    from frontend.upload_checks import CsvError, parse_upload
 
     features = parse_model_info(model_info).features
     try:
@@ -149,7 +150,10 @@ def ui_verdict(data: bytes, model_info: dict) -> Verdict:
         for note in parsed.notes
         if note.startswith("Column '") and message in note
     }
-    return Verdict(parsed.rows == 1, frozenset(ignored))
+    # Invalid values do not refuse the file: their rows are listed, the valid rows predicted.
+    p = parsed.problems
+    cells = set(zip(p["column"], p["rule"], p["problem"], strict=True))
+    return Verdict(parsed.all_valid, frozenset(ignored | cells))
 
 
 def api_verdict(path, api_url: str, model_info: dict) -> Verdict:

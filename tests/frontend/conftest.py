@@ -7,18 +7,23 @@ embedded server (other tests write predictions too); each test starts from an em
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
+import pandas as pd
 import psycopg2
 import pytest
 
+from frontend.api_client import ModelInfo, Prediction, parse_model_info
 from mlsys.api_auth import Role
 from mlsys.db import migrate, psycopg2_dsn
+from mlsys.features import get_feature_spec
 from ops import pg
 from tests.conftest import auth_headers, fresh_database
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+MB = 1024 * 1024
 
 
 @pytest.fixture(scope="session")
@@ -102,3 +107,60 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     if report.when == "call" and report.failed:
         item.failed = True  # type: ignore[attr-defined]
     return report
+
+
+@pytest.fixture(scope="module")
+def info() -> ModelInfo:
+    """The model's description as the UI reads it from /model-info, from the curated schema."""
+    spec = get_feature_spec()
+    return parse_model_info(
+        {"version": "test", "classes": {"positive": "1", "negative": "0"}, **spec.to_dict()}
+    )
+
+
+@pytest.fixture(scope="module")
+def applications(settings) -> pd.DataFrame:
+    """The real data set without its target: what an analyst would upload."""
+    return pd.read_csv(settings.dataset_path).drop(columns=[settings.target_column])
+
+
+def csv_of(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode()
+
+
+def prediction(label: str, probability: float, created_at: datetime | None = None, **features):
+    return Prediction(
+        id=1,
+        prediction=label,
+        probability=probability,
+        source="webapp",
+        created_at=created_at,
+        model_version="v",
+        features=features,
+    )
+
+
+# A file of 30 applications of which 11 rows are invalid (issue 14): row number (from 1, as the
+# UI counts them) -> the cells made invalid there, as text. Row 17 has two invalid values.
+INVALID_CELLS: dict[int, dict[str, str]] = {
+    2: {"age": "forty"},  # not a number
+    4: {"age": "5"},  # below the minimum
+    5: {"job": "7"},  # above the maximum
+    9: {"purpose": "yacht"},  # not in the domain
+    12: {"sex": ""},  # missing
+    15: {"duration": "12.5"},  # not an integer
+    17: {"housing": "castle", "credit_amount": "0"},
+    20: {"credit_amount": "lots"},
+    23: {"checking_account": ""},
+    27: {"age": "101"},
+    30: {"saving_accounts": "very rich"},
+}
+
+
+def with_invalid_rows(applications: pd.DataFrame, rows: int = 30) -> pd.DataFrame:
+    """The first `rows` applications as text, with INVALID_CELLS written into them."""
+    frame = applications.iloc[:rows].astype(str).reset_index(drop=True)
+    for row, cells in INVALID_CELLS.items():
+        for column, value in cells.items():
+            frame.loc[row - 1, column] = value
+    return frame

@@ -23,7 +23,12 @@ from mlsys.config import load_settings
 from mlsys.features import get_feature_spec
 from ops import pg
 from ops import supervisor as ops
-from tests.frontend.conftest import count_predictions, post_scheduled
+from tests.frontend.conftest import (
+    INVALID_CELLS,
+    count_predictions,
+    post_scheduled,
+    with_invalid_rows,
+)
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -197,3 +202,70 @@ def test_browser_predict_form_upload_csv_and_filter_past_predictions(
     expect(grid.locator("td", has_text="part-0007.csv")).to_have_count(3)
     expect(grid.locator("td", has_text="webapp")).to_have_count(0)
     page.screenshot(path=artifacts / "06-past-scheduled.png", full_page=True)
+
+
+def test_browser_invalid_rows_are_shown_downloaded_and_the_valid_ones_predicted(
+    ui_url, ui_db, browser_page, artifacts, applications, tmp_path
+):
+    """Issue 14: 30 rows of which 11 are invalid. The 11 are shown with their reasons and
+    downloaded; the 19 valid ones are predicted on the button, and the results keep all 30."""
+    from playwright.sync_api import expect
+
+    page = browser_page
+    expect.set_options(timeout=WAIT_MS)
+    frame = with_invalid_rows(applications)
+    mixed = tmp_path / "mixed.csv"
+    frame.to_csv(mixed, index=False)
+    valid = [r for r in range(1, 31) if r not in INVALID_CELLS]
+
+    page.goto(ui_url)
+    page.locator('input[type="file"]').set_input_files(mixed)
+    expect(page.get_by_text("11 of 30 rows have invalid values")).to_be_visible()
+    expect(
+        page.get_by_text("Rows are numbered from 1, the first record after the header")
+    ).to_be_visible()
+    grid = page.get_by_test_id("stDataFrame").locator('[role="grid"]')
+    values = sum(len(cells) for cells in INVALID_CELLS.values())
+    expect(grid).to_have_attribute("aria-rowcount", str(values + 1))  # the header and 12
+    for value in {v for cells in INVALID_CELLS.values() for v in cells.values() if v}:
+        expect(grid.locator("td", has_text=value).first).to_be_attached()
+    page.screenshot(path=artifacts / "01-invalid-rows-listed.png", full_page=True)
+
+    with page.expect_download() as caught:
+        page.get_by_role(
+            "button", name="Download the 11 invalid rows with their reasons (CSV)"
+        ).click()
+    download = pd.read_csv(caught.value.path(), dtype=str, keep_default_na=False)
+    assert [int(r) for r in download["row"]] == sorted(INVALID_CELLS)
+    for line in download.to_dict("records"):
+        cells = INVALID_CELLS[int(line["row"])]
+        assert all(f"{column}: " in line["reason"] for column in cells), line
+        assert {c: line[c] for c in cells} == cells  # the values as in the file
+    assert count_predictions(ui_db) == 0  # nothing is sent before the button
+
+    page.get_by_role("button", name="Predict the 19 valid rows").click()
+    expect(page.get_by_text("Predicted 19 rows.")).to_be_visible()
+    expect(page.get_by_text("11 rows were not predicted because of invalid values")).to_be_visible()
+    wait_until_idle(page)
+    results_grid = page.get_by_test_id("stDataFrame").last.locator('[role="grid"]')
+    expect(results_grid).to_have_attribute("aria-rowcount", "31")  # the header and every row
+    expect(results_grid.locator("td", has_text="invalid, not sent")).not_to_have_count(0)
+    page.get_by_test_id("stDataFrame").last.scroll_into_view_if_needed()
+    page.screenshot(path=artifacts / "02-valid-rows-predicted.png", full_page=True)
+    with ui_db.cursor() as cur:
+        cur.execute("SELECT source, features FROM predictions ORDER BY id")
+        stored = cur.fetchall()
+    assert [s for s, _ in stored] == ["webapp"] * 19
+    assert [f for _, f in stored] == [
+        {k: (v if isinstance(v, str) else int(v)) for k, v in applications.iloc[r - 1].items()}
+        for r in valid
+    ]
+
+    with page.expect_download() as caught:
+        page.get_by_role("button", name="Download the results (CSV)").click()
+    results = pd.read_csv(caught.value.path(), keep_default_na=False)
+    assert list(results["row"]) == list(range(1, 31))  # joins back to the file
+    by_status = results.groupby("status")["row"].apply(list).to_dict()
+    assert by_status == {"predicted": valid, "invalid, not sent": sorted(INVALID_CELLS)}
+    assert (results.loc[results["status"] == "predicted", "reason"] == "").all()
+    assert results.loc[results["row"] == 9, "reason"].item().startswith("purpose: 'yacht' is not")

@@ -7,21 +7,28 @@ page claims is checked against the rows in PostgreSQL.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from frontend import logic
+from frontend import chunked_sending
 from frontend.api_client import ApiClient
 from frontend.config import get_ui_settings
+from frontend.upload_checks import parse_upload
 from mlsys import model
 from mlsys.features import get_feature_spec
 from ops import pg
-from tests.frontend.conftest import count_predictions, post_scheduled
+from tests.frontend.conftest import (
+    INVALID_CELLS,
+    count_predictions,
+    post_scheduled,
+    with_invalid_rows,
+)
 
-APP = str(logic.__file__).replace("logic.py", "app.py")
+APP = str(Path(chunked_sending.__file__).with_name("app.py"))
 PAST = "app_pages/past_predictions.py"
 TIMEOUT = 60
 
@@ -40,11 +47,6 @@ def use_api(monkeypatch: pytest.MonkeyPatch):
     yield point
     get_ui_settings.cache_clear()
     st.cache_data.clear()
-
-
-@pytest.fixture(scope="module")
-def applications(settings) -> pd.DataFrame:
-    return pd.read_csv(settings.dataset_path).drop(columns=[settings.target_column])
 
 
 @pytest.fixture(scope="module")
@@ -166,21 +168,11 @@ def test_predict_a_csv_in_chunks_with_summary_and_download(
     assert [s.value for s in at.success] == ["Predicted 1000 rows."]
 
 
-def _bad_types(frame: pd.DataFrame) -> bytes:
-    bad = frame.iloc[:50].astype(object)
-    bad.loc[2, "age"] = "forty"
-    bad.loc[10, "purpose"] = "yacht"
-    bad.loc[11, "credit_amount"] = -100
-    return bad.to_csv(index=False).encode()
-
-
 @pytest.mark.parametrize(
     ("name", "make", "expected"),
     [
         ("missing.csv", lambda f: f.drop(columns="age").to_csv(index=False).encode(),
          "missing column: age"),
-        ("types.csv", _bad_types,
-         "3 invalid values in 3 rows: age (row 3); purpose (row 11); credit_amount (row 12)"),
         ("empty.csv", lambda f: b"", "The file is empty (0 bytes): not even a header."),
         ("photo.csv", lambda f: b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00", "this is binary data, not CSV text"),
         ("huge.csv", lambda f: pd.concat([f] * 30).to_csv(index=False).encode(),
@@ -198,13 +190,67 @@ def test_a_bad_csv_is_refused_with_the_problem_and_nothing_is_sent(
     assert expected in error
     assert not [b for b in at.button if b.key == "predict_csv_send"]  # no way to send it
     assert count_predictions(ui_db) == 0
-    if name == "types.csv":
-        problems = at.dataframe[0].value
-        assert list(zip(problems["row"], problems["column"], strict=True)) == [
-            (3, "age"),
-            (11, "purpose"),
-            (12, "credit_amount"),
-        ]
+
+
+def test_invalid_rows_are_listed_and_only_the_valid_ones_predicted_on_request(
+    api_url, use_api, ui_db, applications, expected
+):
+    """30 rows of which 11 are invalid: the 11 listed with their reasons, the 19 predicted only
+    after the button, and the results keep all 30 rows with a status."""
+    use_api(api_url, UI_BATCH_RECORDS="5")  # 19 rows: four chunks
+    frame = with_invalid_rows(applications)
+    at = upload(app(), "mixed.csv", frame.to_csv(index=False).encode())
+    assert_no_exception(at)
+    [warning] = [w.value for w in at.warning]
+    assert warning.startswith("**mixed.csv**: 11 of 30 rows have invalid values and cannot be")
+    assert "12 invalid values in 11 rows: " in warning
+    [problems] = [d.value for d in at.dataframe]
+    assert sorted(set(problems["row"])) == sorted(INVALID_CELLS)
+    assert len(problems) == sum(len(c) for c in INVALID_CELLS.values())
+    for row, column, value in zip(
+        problems["row"], problems["column"], problems["value"], strict=True
+    ):
+        assert INVALID_CELLS[row][column] == value
+    assert [d.label for d in at.get("download_button")] == [
+        "Download the 11 invalid rows with their reasons (CSV)"
+    ]
+    assert count_predictions(ui_db) == 0  # nothing sent before the button
+
+    send = at.button(key="predict_csv_send")
+    assert send.label == "Predict the 19 valid rows"
+    send.click().run()
+    assert_no_exception(at)
+    assert [s.value for s in at.success] == ["Predicted 19 rows."]
+    [note] = [i.value for i in at.info]
+    assert note.startswith("11 rows were not predicted because of invalid values (rows 2, 4, 5,")
+    results = at.dataframe[-1].value
+    assert len(results) == 30 and list(results.index) == list(range(1, 31))
+    valid = [r for r in range(1, 31) if r not in INVALID_CELLS]
+    assert list(results.loc[valid, "status"]) == ["predicted"] * 19
+    assert list(results.loc[valid, "prediction"]) == [expected.prediction[r - 1] for r in valid]
+    assert set(results.loc[sorted(INVALID_CELLS), "status"]) == {"invalid, not sent"}
+    with ui_db.cursor() as cur:
+        cur.execute("SELECT features FROM predictions ORDER BY id")
+        stored = [f for (f,) in cur.fetchall()]
+    assert stored == [{k: (v if isinstance(v, str) else int(v)) for k, v in
+                       applications.iloc[r - 1].to_dict().items()} for r in valid]  # fmt: skip
+
+    at.run()  # a rerun sends nothing again
+    assert count_predictions(ui_db) == 19
+
+
+def test_a_file_without_a_valid_row_offers_nothing_to_send(api_url, use_api, ui_db, applications):
+    use_api(api_url)
+    at = upload(
+        app(), "young.csv", applications.iloc[:5].assign(age=3).to_csv(index=False).encode()
+    )
+    assert_no_exception(at)
+    assert at.warning[0].value.startswith("**young.csv**: 5 of 5 rows have invalid values")
+    assert [e.value for e in at.error] == [
+        "No row is valid: nothing can be predicted. Fix the file and upload it again."
+    ]
+    assert not [b for b in at.button if b.key == "predict_csv_send"]
+    assert count_predictions(ui_db) == 0
 
 
 def test_an_excel_export_is_read_and_the_user_told_how(api_url, use_api, ui_db):
@@ -224,7 +270,7 @@ def test_an_excel_export_is_read_and_the_user_told_how(api_url, use_api, ui_db):
 def _upload_records(api_url: str, applications, rows: int) -> list[dict]:
     """The first `rows` applications, as the UI's CSV check hands them to send_in_chunks."""
     with ApiClient(api_url) as api:
-        return logic.parse_upload(
+        return parse_upload(
             applications.iloc[:rows].to_csv(index=False).encode(),
             api.model_info().features,
             max_bytes=1 << 20,
@@ -238,21 +284,45 @@ def test_a_chunk_the_api_refuses_is_reported_with_rows_and_what_was_stored(
     records = _upload_records(api_url, applications, 4)
     records[3] = records[3] | {"age": 5}
     with ApiClient(api_url) as api:
-        outcome = logic.send_in_chunks(api, records, chunk_size=2)
+        outcome = chunked_sending.send_in_chunks(api, records, chunk_size=2)
     assert not outcome.complete and len(outcome.predictions) == 2
     assert outcome.error.startswith("The API refused rows 3 to 4:")
     assert outcome.error.endswith("Rows 1 to 2 were predicted and stored; rows 3 to 4 were not.")
     assert [(p.row, p.column, p.value) for p in outcome.problems] == [(4, "age", "5")]
     assert not outcome.retryable  # the same rows would be refused again
+    assert outcome.refused == (2, 4)
     assert count_predictions(ui_db) == 2
 
     # Fixed, it resumes after the last stored row: rows 1 and 2 are not sent twice.
     records[3]["age"] = 50
     outcome.retry()
     with ApiClient(api_url) as api:
-        logic.send_in_chunks(api, records, chunk_size=2, outcome=outcome)
+        chunked_sending.send_in_chunks(api, records, chunk_size=2, outcome=outcome)
     assert outcome.complete and outcome.sent == 4
     assert count_predictions(ui_db) == 4
+
+
+def test_a_refused_chunk_names_rows_of_the_file_when_invalid_rows_were_skipped(
+    api_url, ui_db, applications
+):
+    """The valid rows of the 30-row file in chunks of 5; the API refuses the second chunk."""
+    with ApiClient(api_url) as api:
+        checked = parse_upload(
+            with_invalid_rows(applications).to_csv(index=False).encode(),
+            api.model_info().features,
+            max_bytes=1 << 20,
+        )
+        records = [dict(r) for r in checked.records]
+        records[6]["age"] = 5  # row 11 of the file, which the UI's check passed
+        outcome = chunked_sending.BatchOutcome(total=len(records), rows=checked.valid_rows)
+        chunked_sending.send_in_chunks(api, records, chunk_size=5, outcome=outcome)
+    assert outcome.sent == 5 and count_predictions(ui_db) == 5
+    assert outcome.error.startswith("The API refused the 5 valid rows among rows 10 to 16:")
+    assert outcome.error.endswith(
+        "The 5 valid rows among rows 1 to 8 were predicted and stored; "
+        "the 14 valid rows among rows 10 to 29 were not."
+    )
+    assert [(p.row, p.column, p.value) for p in outcome.problems] == [(11, "age", "5")]
 
 
 def test_send_the_remaining_rows_after_a_timeout_never_stores_a_row_twice(
@@ -270,13 +340,13 @@ def test_send_the_remaining_rows_after_a_timeout_never_stores_a_row_twice(
 
     records = _upload_records(api_url, applications, 6)
     before = count_predictions(ui_db)
-    outcome = logic.BatchOutcome(total=len(records))
+    outcome = chunked_sending.BatchOutcome(total=len(records))
     slow = psycopg2.connect(psycopg2_dsn(ui_database_url))
     try:
         with slow.cursor() as cur:
             cur.execute("LOCK TABLE predictions IN EXCLUSIVE MODE")  # reads go on
         with ApiClient(api_url, timeout_s=1) as api:
-            logic.send_in_chunks(api, records, chunk_size=2, outcome=outcome)
+            chunked_sending.send_in_chunks(api, records, chunk_size=2, outcome=outcome)
         assert outcome.retryable and outcome.sent == 0
         assert "did not answer in time" in outcome.error and "Nothing was stored" in outcome.error
     finally:
@@ -289,7 +359,7 @@ def test_send_the_remaining_rows_after_a_timeout_never_stores_a_row_twice(
 
     outcome.retry()  # the button "Send the remaining 6 rows"
     with ApiClient(api_url) as api:
-        logic.send_in_chunks(api, records, chunk_size=2, outcome=outcome)
+        chunked_sending.send_in_chunks(api, records, chunk_size=2, outcome=outcome)
     assert outcome.complete and [p.features for p in outcome.predictions] == records
     assert count_predictions(ui_db) == before + 6  # not 8: rows 1-2 are stored once
     assert len({p.id for p in outcome.predictions}) == 6
@@ -304,13 +374,13 @@ def test_two_runs_of_the_page_sending_one_file_at_once_store_each_row_once(
 
     records = _upload_records(api_url, applications, 60)
     before = count_predictions(ui_db)
-    outcome = logic.BatchOutcome(total=len(records))
+    outcome = chunked_sending.BatchOutcome(total=len(records))
     started = threading.Barrier(2)
 
     def run_of_the_page() -> None:
         with ApiClient(api_url) as api:
             started.wait()
-            logic.send_in_chunks(api, records, chunk_size=5, outcome=outcome)
+            chunked_sending.send_in_chunks(api, records, chunk_size=5, outcome=outcome)
 
     runs = [threading.Thread(target=run_of_the_page) for _ in range(2)]
     for run in runs:
