@@ -143,7 +143,9 @@ def create_app(
     async def lifespan(app: FastAPI):
         # Refuses to start without every role's token (SecretError names the variable).
         auth.load(load_tokens(settings.var_dir), load_report_key(settings.var_dir))
-        models = ModelStore(settings.model_dir, spec, retry_s=conf.model_retry_s)
+        models = ModelStore(
+            settings.model_dir, spec, retry_s=conf.model_retry_s, database_url=settings.database_url
+        )
         models.load()
         db = Database(
             settings.database_url,

@@ -16,6 +16,9 @@ GRANT USAGE ON SEQUENCE predictions_id_seq TO {service};
 -- The UI's chunks carry an Idempotency-Key: a resend finds the first answer (0005). A key is
 -- written once, then given the ids of its predictions in the same transaction.
 GRANT SELECT, INSERT, UPDATE ON idempotent_requests TO {service};
+-- The service records the metadata of the model it loads (0007): written once per version
+-- (INSERT ... ON CONFLICT DO NOTHING), never changed.
+GRANT SELECT, INSERT ON model_versions TO {service};
 
 -- The pipelines record ingested files, their issues and drift (upserts: the task may be
 -- retried), and the prediction DAG's ledger. Predictions are stored through the API only.
@@ -35,5 +38,5 @@ GRANT SELECT ON criticality_levels TO {pipelines};
 -- Grafana reads everything of the application and writes nothing (the role is also
 -- read-only by default and has a statement timeout: mlsys.db.provision).
 GRANT SELECT ON predictions, ingestion_files, data_quality_issues, feature_drift,
-    predicted_files, criticality_levels, ingestion_claims TO {reader};
+    predicted_files, criticality_levels, ingestion_claims, model_versions TO {reader};
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {reader};
