@@ -180,7 +180,10 @@ def create_app(
     app = FastAPI(
         title="mlsys model service",
         version="1",
-        description="Credit-risk predictions, stored exactly once. Contract: docs/api.md.",
+        description=(
+            "Predictions of the model GET /model-info describes, stored exactly once. "
+            "Contract: docs/api.md."
+        ),
         lifespan=lifespan,
     )
     # Only the names the service is reached by (400 otherwise): a web page whose DNS name is
