@@ -9,7 +9,14 @@ from collections import Counter
 from pathlib import Path
 
 from error_injection import errors
-from error_injection.generate import GenerationError, Plan, build, load_source, write
+from error_injection.generate import (
+    GenerationError,
+    Plan,
+    applicable,
+    build,
+    load_source,
+    write,
+)
 from mlsys.config import ConfigError, get_settings
 from mlsys.features import SchemaError, load_feature_spec
 
@@ -149,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         settings = get_settings()
         spec = load_feature_spec(settings.schema_path, target=settings.target_column)
         source = load_source(settings.dataset_path, spec, settings.target_column)
+        plan, skipped = applicable(plan, spec, source)
+        # Another data set's schema may lack what a type needs (a numeric range, a category):
+        # say so and go on with the others rather than stop `make up`.
+        for name, why in skipped.items():
+            print(f"skipped error type {name}: {why}", file=sys.stderr)
         files = build(
             source, spec, plan, dataset_name=settings.dataset_path.name, progress=bar("injecting")
         )

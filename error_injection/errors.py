@@ -188,9 +188,11 @@ def _pick_rows(n: int, ctx: Context) -> list[int]:
 def _pick_feature(
     ctx: Context, eligible: list[Feature], what: str, *, per_run: bool = False
 ) -> Feature:
-    eligible = [f for f in eligible if f.name not in ctx.avoid_columns]
-    if not eligible:
-        raise NotApplicable(f"the schema has no {what} left")
+    free = [f for f in eligible if f.name not in ctx.avoid_columns]
+    if not free:
+        # "left": the file's earlier injections took them; without "left": the schema has none.
+        raise NotApplicable(f"the schema has no {what}{' left' if eligible else ''}")
+    eligible = free
     rng = ctx.rng
     if per_run and ctx.run_seed is not None:
         rng = np.random.default_rng(ctx.run_seed)

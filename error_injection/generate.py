@@ -9,10 +9,11 @@ every-minute DAG never reads a half-written file and a manifest exists for every
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,10 @@ from error_injection import errors
 from mlsys.features import FeatureSpec
 
 MANIFEST_VERSION = 1
+# Rows of the data set an error type is tried on to learn whether the schema can carry it.
+PROBE_ROWS = 50
+
+log = logging.getLogger(__name__)
 
 
 class GenerationError(ValueError):
@@ -180,6 +185,43 @@ def inject_file(
     return output, injections
 
 
+def unsupported_types(
+    types: Sequence[str], spec: FeatureSpec, source: pd.DataFrame, *, seed: int = 0
+) -> dict[str, str]:
+    """The error types this schema (and data set) cannot carry -> why, in `types` order.
+
+    Each type is tried once on the first PROBE_ROWS rows with nothing to avoid: a type that
+    still finds nothing to change there (`errors.NotApplicable`: no numeric range for
+    `out_of_range`, no categorical feature for `unknown_category`...) can be injected into no
+    file of this data set. Raises GenerationError when the data set has no row.
+    """
+    if len(source) == 0:
+        raise GenerationError("the data set has no row")
+    sample = source.iloc[:PROBE_ROWS].reset_index(drop=True)
+    why: dict[str, str] = {}
+    for name in types:
+        ctx = errors.Context(spec, np.random.default_rng(seed), run_seed=seed, reference=source)
+        try:
+            errors.inject(name, sample, ctx)
+        except errors.NotApplicable as exc:
+            why[name] = str(exc)
+    return why
+
+
+def applicable(plan: Plan, spec: FeatureSpec, source: pd.DataFrame) -> tuple[Plan, dict[str, str]]:
+    """The plan without the error types this schema cannot carry, and those types -> why.
+
+    Raises GenerationError when none of the plan's types is left (nothing sensible to do).
+    """
+    plan.check()
+    skipped = unsupported_types(plan.types, spec, source, seed=plan.seed)
+    kept = tuple(t for t in plan.types if t not in skipped)
+    if not kept:
+        reasons = "; ".join(f"{name}: {why}" for name, why in skipped.items())
+        raise GenerationError(f"no chosen error type can be injected with this schema ({reasons})")
+    return replace(plan, types=kept), skipped
+
+
 def build(
     source: pd.DataFrame,
     spec: FeatureSpec,
@@ -188,8 +230,14 @@ def build(
     dataset_name: str = "",
     progress: Callable[[Iterable[Any]], Iterable[Any]] = iter,
 ) -> list[GeneratedFile]:
-    """Every file of the run, in memory: nothing is written if any injection fails."""
-    plan.check()
+    """Every file of the run, in memory: nothing is written if any injection fails.
+
+    Error types the schema cannot carry are left out with a logged warning (`applicable`);
+    the manifests' plan lists the types actually used.
+    """
+    plan, skipped = applicable(plan, spec, source)
+    for name, why in skipped.items():
+        log.warning("error type %r skipped: %s", name, why)
     ranges = split(len(source), files=plan.files, rows_per_file=plan.rows_per_file)
     chosen = assign_errors(len(ranges), plan)
     width = max(4, len(str(len(ranges))))

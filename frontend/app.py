@@ -4,7 +4,9 @@ import streamlit as st
 
 from frontend.ui import settings
 
-st.set_page_config(page_title="Credit risk", page_icon=":material/credit_score:", layout="wide")
+st.set_page_config(
+    page_title=settings().app_title, page_icon=":material/online_prediction:", layout="wide"
+)
 
 page = st.navigation(
     [

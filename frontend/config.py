@@ -23,6 +23,15 @@ class UISettings:
     # a wide date range cannot make the page fetch the whole table.
     chart_max_rows: int
     api_timeout_s: float
+    # The wording of one data set (UI_SUBJECT, UI_RECORD_NAME): what the model predicts, in the
+    # title "Predict <subject>", and what one row is ("One <record>"). German Credit's defaults.
+    subject: str = "credit risk"
+    record_name: str = "application"
+
+    @property
+    def app_title(self) -> str:
+        """The browser tab's title: the subject with a capital."""
+        return self.subject[:1].upper() + self.subject[1:]
 
     @property
     def max_upload_bytes(self) -> int:
@@ -39,6 +48,8 @@ def load_ui_settings(env: dict[str, str] | None = None) -> UISettings:
         batch_records=env_int(env, "UI_BATCH_RECORDS", 500, low=1, high=100_000),
         chart_max_rows=env_int(env, "UI_CHART_MAX_ROWS", 20_000, low=1, high=1_000_000),
         api_timeout_s=float(env_int(env, "UI_API_TIMEOUT_S", 30, low=1, high=3600)),
+        subject=env.get("UI_SUBJECT", "").strip() or "credit risk",
+        record_name=env.get("UI_RECORD_NAME", "").strip() or "application",
     )
 
 

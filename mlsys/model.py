@@ -267,3 +267,49 @@ def load(model_dir: Path) -> LoadedModel:
     if math.isnan(float(metadata.get("metrics", {}).get("roc_auc", "nan"))):
         raise ModelNotFoundError(f"model metadata in {model_dir} has no ROC AUC")
     return LoadedModel(booster=booster, metadata=metadata)
+
+
+# Written once per version: a version is a hash of the model text, so its metadata never
+# changes (sql/migrations/0007.model-versions.sql).
+RECORD_SQL = """
+INSERT INTO model_versions
+    (version, trained_at, target, positive_class, positive_rate_train, features, metrics, metadata)
+VALUES (%(version)s, %(trained_at)s, %(target)s, %(positive_class)s, %(positive_rate_train)s,
+        %(features)s, %(metrics)s, %(metadata)s)
+ON CONFLICT (version) DO NOTHING
+"""
+
+
+def metadata_row(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The `model_versions` row of a model's metadata (metadata.json as `train`/`save` write it).
+
+    Raises KeyError/ValueError when the metadata lacks the version, target, positive class or
+    training prior (a model.txt from elsewhere): such a model cannot be described to Grafana.
+    """
+    rate = float(metadata["positive_rate_train"])
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"positive_rate_train {rate} is not a share")
+    return {
+        "version": str(metadata["version"]),
+        "trained_at": metadata.get("trained_at"),
+        "target": str(metadata["target"]),
+        "positive_class": str(metadata["classes"]["positive"]),
+        "positive_rate_train": rate,
+        "features": json.dumps(metadata.get("features", [])),
+        "metrics": json.dumps(metadata.get("metrics", {})),
+        "metadata": json.dumps(metadata),
+    }
+
+
+def record_metadata(conn, metadata: dict[str, Any]) -> bool:
+    """Record a model's metadata in `model_versions` and commit; True if it was new.
+
+    `conn`: an open psycopg2 connection whose role may insert there (the service's, the
+    owner's). Raises psycopg2 errors as they come, KeyError/ValueError as `metadata_row`.
+    """
+    row = metadata_row(metadata)
+    with conn.cursor() as cur:
+        cur.execute(RECORD_SQL, row)
+        new = cur.rowcount == 1
+    conn.commit()
+    return new

@@ -56,7 +56,10 @@ def prepare_frame(frame, schema_path: Path):
 
     - reset the index (else TFDV reports a column `__index_level_0__`);
     - an INT feature with missing values is read by pandas as float: give it a nullable
-      integer type so TFDV reports the missing values, not a wrong type.
+      integer type so TFDV reports the missing values, not a wrong type;
+    - a FLOAT feature whose values in this file happen to be whole (ages 42, 30 in a small
+      file of the Titanic data) is read as int64: make it float, or TFDV reports
+      UNEXPECTED_DATA_TYPE for valid numbers.
     """
     import pandas as pd
     from tensorflow_metadata.proto.v0 import schema_pb2
@@ -64,9 +67,15 @@ def prepare_frame(frame, schema_path: Path):
     frame = frame.reset_index(drop=True)
     schema = load_schema(str(schema_path))
     for feature in schema.feature:
-        if feature.type != schema_pb2.INT or feature.name not in frame.columns:
+        if feature.name not in frame.columns:
             continue
         col = frame[feature.name]
+        if feature.type == schema_pb2.FLOAT:
+            if pd.api.types.is_integer_dtype(col):
+                frame[feature.name] = col.astype("float64")
+            continue
+        if feature.type != schema_pb2.INT:
+            continue
         if pd.api.types.is_float_dtype(col):
             present = col.dropna()
             if (present == present.round()).all():

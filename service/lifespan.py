@@ -27,7 +27,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings, conf = state.settings, state.conf
     # Refuses to start without every role's token (SecretError names the variable).
     state.auth.load(load_tokens(settings.var_dir), load_report_key(settings.var_dir))
-    models = ModelStore(settings.model_dir, state.spec, retry_s=conf.model_retry_s)
+    models = ModelStore(
+        settings.model_dir,
+        state.spec,
+        retry_s=conf.model_retry_s,
+        database_url=settings.database_url,
+    )
     models.load()
     db = Database(
         settings.database_url,

@@ -31,7 +31,10 @@ def create_app(
     app = FastAPI(
         title="mlsys model service",
         version="1",
-        description="Credit-risk predictions, stored exactly once. Contract: docs/api.md.",
+        description=(
+            "Predictions of the model GET /model-info describes, stored exactly once. "
+            "Contract: docs/api.md."
+        ),
         lifespan=lifespan,
     )
     # Read by the lifespan and the routes; the Authenticator is empty (401) until the lifespan.

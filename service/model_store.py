@@ -3,16 +3,23 @@
 A missing or mismatched model does not stop the service from starting: `/health` says what is
 wrong and `/predict` answers 503, and the service retries loading (at most every
 API_MODEL_RETRY_S seconds), so that `make train` is enough to bring predictions back.
+
+A model that loads is recorded in the database's `model_versions` (its metadata.json), so
+that Grafana reads the training prior of the model behind each prediction.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
 
 from mlsys import model as mlmodel
 from mlsys.features import FeatureSpec
+
+log = logging.getLogger("service.model_store")
+RECORD_CONNECT_TIMEOUT_S = 5
 
 
 class ModelUnavailable(RuntimeError):
@@ -37,8 +44,11 @@ def check_matches_spec(metadata: dict, spec: FeatureSpec) -> None:
 
 
 class ModelStore:
-    def __init__(self, model_dir: Path, spec: FeatureSpec, *, retry_s: float):
+    def __init__(
+        self, model_dir: Path, spec: FeatureSpec, *, retry_s: float, database_url: str | None = None
+    ):
         self.model_dir = model_dir
+        self.database_url = database_url  # where to record a loaded model; None: nowhere
         self.spec = spec
         self.retry_s = retry_s
         self._model: mlmodel.LoadedModel | None = None
@@ -57,7 +67,28 @@ class ModelStore:
             self._model = None
         else:
             self._model, self._error = loaded, ""
+            self._record(loaded.metadata)
         self._last_try = time.monotonic()
+
+    def _record(self, metadata: dict) -> None:
+        """Record the model in `model_versions`. A database that is down does not stop the
+        model from serving (predictions then fail with 503 anyway); the next start records it."""
+        if self.database_url is None:
+            return
+        import psycopg2
+
+        from mlsys.db import psycopg2_dsn
+
+        try:
+            conn = psycopg2.connect(
+                psycopg2_dsn(self.database_url), connect_timeout=RECORD_CONNECT_TIMEOUT_S
+            )
+            try:
+                mlmodel.record_metadata(conn, metadata)
+            finally:
+                conn.close()
+        except (psycopg2.Error, KeyError, ValueError) as exc:
+            log.warning("model %s not recorded in model_versions: %s", metadata.get("version"), exc)
 
     def get(self) -> mlmodel.LoadedModel:
         """The loaded model, or `ModelUnavailable` (after a retry if the last one is old)."""

@@ -19,6 +19,9 @@ GRANT SELECT, INSERT, UPDATE ON idempotent_requests TO {service};
 -- The index of reports (GET /reports/, service/report_index.py) lists the ingested files,
 -- their issue types and the criticality levels: read, never written.
 GRANT SELECT ON ingestion_files, data_quality_issues, criticality_levels TO {service};
+-- The service records the metadata of the model it loads (0007): written once per version
+-- (INSERT ... ON CONFLICT DO NOTHING), never changed.
+GRANT SELECT, INSERT ON model_versions TO {service};
 
 -- The pipelines record ingested files, their issues and drift (upserts: the task may be
 -- retried), and the prediction DAG's ledger. Predictions are stored through the API only.
@@ -38,5 +41,5 @@ GRANT SELECT ON criticality_levels TO {pipelines};
 -- Grafana reads everything of the application and writes nothing (the role is also
 -- read-only by default and has a statement timeout: mlsys.db.provision).
 GRANT SELECT ON predictions, ingestion_files, data_quality_issues, feature_drift,
-    predicted_files, criticality_levels, ingestion_claims TO {reader};
+    predicted_files, criticality_levels, ingestion_claims, model_versions TO {reader};
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {reader};

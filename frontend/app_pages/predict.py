@@ -1,4 +1,4 @@
-"""Predict page: a form for one application built from the model's features, and a CSV upload."""
+"""Predict page: a form for one record built from the model's features, and a CSV upload."""
 
 import hashlib
 
@@ -8,7 +8,7 @@ from frontend import batch_results, chunked_sending, form_fields, upload_checks
 from frontend.api_client import ApiError
 from frontend.ui import client, model_info_or_stop, problems_table, settings, show_api_error
 
-st.title("Predict credit risk")
+st.title(f"Predict {settings().subject}")
 info = model_info_or_stop()
 positive = info.positive_class
 st.caption(
@@ -25,8 +25,8 @@ def _class_label(value: str) -> str:
     return value
 
 
-# --- one application --------------------------------------------------------------------------
-st.subheader("One application")
+# --- one record -------------------------------------------------------------------------------
+st.subheader(f"One {settings().record_name}")
 with st.form("predict_one_form"):
     columns = st.columns(3)
     values = {}
@@ -79,7 +79,7 @@ if one is not None:
 st.subheader("A CSV file")
 s = settings()
 st.caption(
-    f"One application per row, one column per feature: {', '.join(f.name for f in info.features)}. "
+    f"One {s.record_name} per row, one column per feature: {', '.join(f.name for f in info.features)}. "
     f"Up to {s.max_upload_mb} MB. Every value is checked before anything is sent: rows with "
     "invalid values are listed, and the valid rows can be predicted without them."
 )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import logging
 
 import numpy as np
 import pandas as pd
@@ -10,7 +12,7 @@ import pytest
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 from error_injection import errors
-from error_injection.generate import Plan, build
+from error_injection.generate import GenerationError, Plan, build, unsupported_types
 from mlsys import csvfile, rowchecks
 
 ROW_CELL_TYPES = ["missing_value", "unknown_category", "out_of_range", "string_in_numeric",
@@ -219,3 +221,38 @@ def test_several_row_errors_in_one_file_each_keep_to_their_rows_and_feature(seed
         assert checks.bad_rows == item.manifest["bad_rows"] == sorted(rows)
         for i in injections:  # each rule flags exactly its injection's rows
             assert sorted({r.row for r in checks.reasons if r.rule == i["check"]}) == i["rows"]
+
+
+# --- a schema that cannot carry every type ------------------------------------------------------
+
+
+def _without(spec, *, ranges: bool = True, categories: bool = True):
+    """The spec as another data set's schema might be: no numeric range, or no category."""
+    features = tuple(
+        dataclasses.replace(f, minimum=None, maximum=None) if ranges else f
+        for f in spec.features
+        if categories or not f.is_categorical
+    )
+    return dataclasses.replace(spec, features=features)
+
+
+def test_types_the_schema_cannot_carry_are_skipped_with_a_warning(source, spec, caplog):
+    bare = _without(spec)
+    assert unsupported_types(("out_of_range", "missing_value"), bare, source) == {
+        "out_of_range": "the schema has no numeric feature with a range"
+    }
+    plan = Plan(seed=5, files=10, error_share=1.0)
+    with caplog.at_level(logging.WARNING, logger="error_injection.generate"):
+        files = build(source, bare, plan)
+    assert "error type 'out_of_range' skipped" in caplog.text
+    used = {i["error_type"] for f in files for i in f.manifest["injections"]}
+    assert "out_of_range" not in used and len(used) >= 5
+    assert all("out_of_range" not in f.manifest["plan"]["types"] for f in files)
+    # The German Credit schema carries every type: nothing is skipped there.
+    assert unsupported_types(tuple(errors.REGISTRY), spec, source) == {}
+
+
+def test_no_type_left_is_an_error_naming_why(source, spec):
+    numeric_only = _without(spec, categories=False)
+    with pytest.raises(GenerationError, match="unknown_category: the schema has no categorical"):
+        build(source, numeric_only, Plan(types=("unknown_category", "category_drift")))

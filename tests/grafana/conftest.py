@@ -43,6 +43,8 @@ def seeded(pg_server, settings, trained_model_dir) -> dict[str, tuple[str, seed.
         )  # fmt: skip
         conn = psycopg2.connect(psycopg2_dsn(url))
         try:
+            # As the service does when it loads the model: the dashboards read its prior.
+            model.record_metadata(conn, loaded.metadata)
             seed.write(
                 conn, planned, positive_label=loaded.positive_label,
                 negative_label=loaded.negative_label,

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import json
+from datetime import UTC, datetime, timedelta
 
 import psycopg2
 import pytest
+from psycopg2.extras import execute_values
 
+from mlsys import model
+from mlsys.db import migrate, psycopg2_dsn
+from tests.conftest import fresh_database
 from tests.grafana.grafana_sql import (
     EXPRESSION_UID,
     Result,
@@ -24,7 +29,6 @@ from tests.grafana.grafana_sql import (
 )
 
 DASHBOARDS = {d["uid"]: d for d in load_dashboards().values()}
-PRIOR = 0.70  # checked against the trained model in test_provisioning.py
 
 
 def _panel_cases():
@@ -94,12 +98,13 @@ def test_data_quality_figures(seeded, scenario):
 
 
 @pytest.mark.parametrize("scenario", ["healthy", "degraded"])
-def test_prediction_figures(seeded, scenario):
+def test_prediction_figures(seeded, scenario, model_metadata):
     _, planned = seeded[scenario]
+    prior = model_metadata["positive_rate_train"]  # what the service recorded in the database
     recent = planned.predictions_since(timedelta(minutes=30))
     positive = sum(p["probability"] >= 0.5 for p in recent) / len(recent)
     shift = _run_panel(seeded, scenario, "mlsys-drift-predictions", 4)
-    assert shift.column("shift") == [pytest.approx(abs(positive - PRIOR))]
+    assert shift.column("shift") == [pytest.approx(abs(positive - prior))]
     assert shift.column("predictions") == [len(recent)]
     confidence = sum(max(p["probability"], 1 - p["probability"]) for p in recent) / len(recent)
     gauge = _run_panel(seeded, scenario, "mlsys-drift-predictions", 5)
@@ -183,3 +188,64 @@ def test_drift_alert_names_the_drifting_features(seeded):
         planned.drifting_features
     )
     assert len(instances) > len(planned.drifting_features)  # one instance per judged feature
+
+
+# --- the prior comes from the model's metadata in the database -----------------------------------
+
+
+def _predictions(cur, version: str, positives: int, total: int, now: datetime) -> None:
+    """`total` webapp predictions of `version` in the last ten minutes, `positives` of them >= 0.5."""
+    rows = [
+        (now - timedelta(seconds=5 * i), "webapp", json.dumps({}), "x",
+         0.9 if i < positives else 0.1, version)
+        for i in range(total)
+    ]  # fmt: skip
+    execute_values(
+        cur,
+        """INSERT INTO predictions (created_at, source, features, prediction, probability,
+                                    model_version) VALUES %s""",
+        rows,
+    )
+
+
+@pytest.mark.parametrize(("other_positives", "fires"), [(20, False), (60, True)])
+def test_the_prior_is_that_of_the_model_behind_each_prediction(
+    pg_server, model_metadata, other_positives, fires
+):
+    """Two models of two data sets (priors ~0.70 and 0.32) served in the same half hour: each
+    prediction is compared with its own model's prior; a model nobody recorded is left out."""
+    url = fresh_database(pg_server, f"grafana_priors_{other_positives}")
+    migrate(url)
+    other = model_metadata | {"version": "lgbm-second-data-set", "positive_rate_train": 0.32}
+    now = datetime.now(UTC)
+    conn = psycopg2.connect(psycopg2_dsn(url))
+    try:
+        for metadata in (model_metadata, other):
+            model.record_metadata(conn, metadata)
+        with conn, conn.cursor() as cur:
+            first = round(60 * model_metadata["positive_rate_train"])
+            _predictions(cur, model_metadata["version"], first, 60, now)
+            _predictions(cur, other["version"], other_positives, 60, now)
+            _predictions(cur, "lgbm-never-recorded", 30, 30, now)
+    finally:
+        conn.close()
+    expected = abs(
+        (first + other_positives) / 120 - (model_metadata["positive_rate_train"] + 0.32) / 2
+    )
+    window = TimeRange(now - timedelta(minutes=30), now + timedelta(seconds=1))
+    with psycopg2.connect(psycopg2_dsn(url)) as conn, conn.cursor() as cur:
+        cur.execute("SET TRANSACTION READ ONLY")
+        panel = _panel("mlsys-drift-predictions", 4)
+        shift = run(cur, expand(panel["targets"][0]["rawSql"], window))
+        assert shift.column("predictions") == [120]
+        assert shift.column("shift") == [pytest.approx(expected)]
+        band = run(
+            cur, expand(_panel("mlsys-drift-predictions", 3)["targets"][0]["rawSql"], window)
+        )
+        assert problems("timeseries", "time_series", band) == []
+        (rule,) = [r for _, r in alert_rules() if r["uid"] == "mlsys-class-shift"]
+        (query,) = [q for q in rule["data"] if q["datasourceUid"] != EXPRESSION_UID]
+        [(value,)] = run(cur, expand(query["model"]["rawSql"], window)).rows
+    assert value == pytest.approx(expected)
+    condition = next(q for q in rule["data"] if q["refId"] == rule["condition"])
+    assert threshold_fires(condition["model"]["conditions"][0]["evaluator"], value) is fires

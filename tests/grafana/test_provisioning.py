@@ -201,19 +201,43 @@ def test_alert_folder_is_the_dashboards_folder():
 # --- constants that must agree with the model and the schema -------------------------------------
 
 
-def test_training_prior_agrees_with_the_trained_model(model_metadata):
-    prior = float(model_metadata["positive_rate_train"])
-    dashboard = next(d for d in DASHBOARDS.values() if "training_prior" in dashboard_variables(d))
-    assert float(dashboard_variables(dashboard)["training_prior"]) == pytest.approx(
-        prior, abs=0.005
-    )
-    (shift_rule,) = [r for _, r in alert_rules() if r["uid"] == "mlsys-class-shift"]
-    in_sql = re.search(r"- (\d\.\d+)\)", shift_rule["data"][0]["model"]["rawSql"]).group(1)
-    assert float(in_sql) == pytest.approx(prior, abs=0.005)
-    band = next(p for p in panels(dashboard) if "$training_prior::float8" in json.dumps(p))
+def _sqls() -> list[tuple[str, str]]:
+    found = [
+        (f"{d['uid']}#{p['id']}", t["rawSql"])
+        for d in DASHBOARDS.values()
+        for p in panels(d)
+        for t in queries(p)
+    ]
+    for _, rule in alert_rules():
+        found += [
+            (rule["uid"], q["model"]["rawSql"]) for q in rule["data"] if "rawSql" in q["model"]
+        ]
+    return found
+
+
+def test_the_training_prior_is_read_from_the_models_metadata_never_written_in():
+    """Another data set has another prior: every query comparing with it joins model_versions
+    on the prediction's model, and no dashboard holds a constant of one data set."""
+    using = [(where, sql) for where, sql in _sqls() if "positive_rate_train" in sql]
+    assert {where for where, _ in using} >= {"mlsys-class-shift"}
+    assert len(using) >= 3  # the two panels and the alert rule
+    for where, sql in using:
+        assert "JOIN model_versions m ON m.version = p.model_version" in sql, where
+    for where, sql in _sqls():
+        assert not re.search(r"probability >= 0\.5\)::int\)? - 0\.\d", sql), where
+    for dashboard in DASHBOARDS.values():
+        assert not [
+            v for v in dashboard.get("templating", {}).get("list", []) if v["type"] == "constant"
+        ], dashboard["uid"]
+
+
+def test_the_prior_bands_are_around_zero():
+    (band,) = [
+        p for d in DASHBOARDS.values() for p in panels(d)
+        if p.get("type") == "timeseries" and "positive_rate_train" in json.dumps(p)
+    ]  # fmt: skip
     values = [v for v, _ in steps(band["fieldConfig"]["defaults"])][1:]
-    expected = [prior - 0.15, prior - 0.10, prior + 0.10, prior + 0.15]
-    assert values == pytest.approx(expected, abs=0.005)
+    assert values == pytest.approx([-0.15, -0.10, 0.10, 0.15])
 
 
 def test_drift_is_judged_against_each_features_own_threshold():
