@@ -23,14 +23,15 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+import frontend
 from error_injection.generate import Plan, build, load_source, write
-from frontend import logic
 from frontend.config import get_ui_settings
-from mlsys import model, pg
+from mlsys import model
 from mlsys.api_auth import Role
 from mlsys.config import ROOT
 from mlsys.db import migrate, psycopg2_dsn
 from mlsys.features import FeatureSpec, Kind, load_feature_spec
+from ops import pg
 from tests.conftest import APP_PYTHON, TFDV_PYTHON, auth_headers, fresh_database
 from tests.service.conftest import service_env, start_api
 
@@ -39,7 +40,7 @@ TARGET = "survived"
 # Held-out ROC AUC measured on these 400 rows: 0.74 (5-fold on the training part 0.70 +/- 0.05):
 # a floor under the spread that still catches a model trained on scrambled codes (~0.5).
 ROC_AUC_FLOOR = 0.62
-APP = str(logic.__file__).replace("logic.py", "app.py")
+APP = str(Path(frontend.__file__).with_name("app.py"))
 
 # Run in the tfdv environment: training statistics, the schema check of the whole data set
 # (TRAINING and SERVING), and every raw file validated by the ingestion's own function with the
