@@ -11,3 +11,14 @@ CREATE EXTENSION IF NOT EXISTS pg_trgm;
 -- a file name nor in a filter (the page refuses control characters), so no match spans it.
 CREATE INDEX ingestion_files_names_trgm ON ingestion_files
     USING gin ((COALESCE(original_name, '') || E'\n' || file_name) gin_trgm_ops);
+
+-- The signed links of each file, made by the ingestion when it stores the file's statistics
+-- (mlsys/report_links.py, valid for a week from ingestion): Grafana's table of
+-- files links to them. Grafana cannot sign a link (it must never hold REPORT_LINK_KEY), so the
+-- one component that signs stores them beside the row. Whoever reads this table (Grafana's
+-- reader role) can follow them: what they open (the report, the index) shows the same counts,
+-- issues and example values as the tables themselves. They expire a week after the row was
+-- written. NULL: no REPORT_LINK_KEY configured, or a row from before this migration.
+ALTER TABLE ingestion_files
+    ADD COLUMN report_link text,
+    ADD COLUMN index_link text;
