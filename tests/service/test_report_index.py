@@ -439,3 +439,50 @@ def test_grafanas_table_links_open_the_report_and_the_index_without_a_token(api)
     answer, page = _get(api, by_level.removeprefix(api.url))
     assert answer.status_code == 200
     assert {r[2] for r in page.table} == {"high"} and claimed in answer.text
+
+
+def test_in_a_real_browser_the_form_filters_without_script_and_a_hostile_name_stays_text(
+    api, files
+):
+    """Headless Chromium: the page renders with its styles, a hostile file name runs nothing,
+    the plain GET form filters under the policy (form-action 'self'), and a report link opens
+    the report without a token."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.frontend.test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    console: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: console.append(m.text))
+            page.on("dialog", lambda d: console.append(f"dialog: {d.message}"))
+            page.goto(f"{api.url}{_index(api, file=files.tag)}")
+            assert page.title() == "Data-quality reports"  # the hostile name's script did not run
+            assert page.locator("#reports tbody tr").count() == 50
+            badge = page.locator("#reports .badge.high").first
+            assert badge.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(198, 40, 40)"
+            # The filter form, as a person uses it: tick "high", type part of a name, submit.
+            page.check("input[name=criticality][value=high]")
+            page.fill("input[name=file]", f"{files.tag} 1")
+            page.click("button[type=submit]")
+            page.wait_for_load_state()
+            cells = page.locator("#reports tbody tr td:first-child").all_inner_texts()
+            want = [files.names[i] for i in range(N_FILES - 1, 99, -1) if i % 4 == 3]
+            assert cells == want
+            # The hostile name, found through the form, is shown as the text it is.
+            page.fill("input[name=file]", f"{files.tag}-007")
+            page.uncheck("input[name=criticality][value=high]")
+            page.click("button[type=submit]")
+            page.wait_for_load_state()
+            assert page.locator("#reports tbody td code").first.inner_text() == files.names[7]
+            assert (
+                page.locator("img, script").count() == 0 and page.title() == "Data-quality reports"
+            )
+            page.click("#reports a")  # its report, signed by the page
+            page.wait_for_load_state()
+            assert page.title().startswith("Data quality:")
+        finally:
+            browser.close()
+    assert console == []  # no policy violation, no dialog, no error
