@@ -68,6 +68,11 @@ def test_an_index_signature_opens_no_report_and_a_report_signature_no_index():
     assert not report_links.verify_index(report["expires"][0], report["sig"][0], KEY, now=1000)
 
 
+def test_one_criticality_given_as_a_string_is_one_level():
+    url = report_links.index_url("http://h/reports", KEY, criticality="medium")
+    assert _query(url)["criticality"] == ["medium"]
+
+
 def test_an_index_link_refuses_a_ttl_out_of_bounds():
     for ttl in [0, -1, report_links.MAX_TTL_S + 1]:
         with pytest.raises(ValueError, match="index link"):
