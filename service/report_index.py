@@ -38,6 +38,8 @@ PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 # A filter value longer than any file name or error type we store is a mistake, not a search.
 MAX_FILTER_CHARS = 200
+# "10,000+ files match": past this the count stops (it would cost more than the page).
+COUNT_CAP = 10_000
 # Report names as the ingestion writes them (pipelines/ingestion/report.py); others get no link.
 REPORT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.html$")
 # The headers of the reports (service/main.py), except that the page's own filter form may
@@ -95,7 +97,7 @@ class IndexRow:
 @dataclass
 class IndexPage:
     rows: list[IndexRow] = field(default_factory=list)
-    matching: int = 0
+    matching: int = 0  # files matching the filters, counted up to COUNT_CAP + 1
     next_cursor: str | None = None
     levels: list[str] = field(default_factory=list)  # every criticality level, by rank
     issue_types: list[str] = field(default_factory=list)  # every error type ever recorded
@@ -107,16 +109,16 @@ class BadFilter(ValueError):
 
 # --- the SQL: bound parameters only; each filter is off when its parameter is NULL ------------
 # psycopg2 interpolates on the client, so the planner sees constants: an unused filter folds
-# away and the newest-first walk uses ingestion_files_time (ingested_at), filters applied on
-# the way, the issue-type filter through data_quality_issues' primary key (file_id, ...).
+# away. The newest-first walk uses ingestion_files_time (ingested_at) with the filters applied
+# on the way; a rare issue type is found through data_quality_issues_type, a rare name through
+# the trigram index of migration 0008 (same expression), whichever the planner finds cheaper.
 WHERE = """
     (%(levels)s::text[] IS NULL OR f.criticality = ANY(%(levels)s::text[]))
     AND (%(issue_type)s::text IS NULL OR EXISTS (
         SELECT 1 FROM data_quality_issues q
         WHERE q.file_id = f.id AND q.error_type = %(issue_type)s::text))
     AND (%(pattern)s::text IS NULL
-         OR COALESCE(f.original_name, f.file_name) ILIKE %(pattern)s::text
-         OR f.file_name ILIKE %(pattern)s::text)
+         OR (COALESCE(f.original_name, '') || E'\n' || f.file_name) ILIKE %(pattern)s::text)
     AND (%(start)s::timestamptz IS NULL OR f.ingested_at >= %(start)s::timestamptz)
     AND (%(end_before)s::timestamptz IS NULL OR f.ingested_at < %(end_before)s::timestamptz)
 """
@@ -132,7 +134,8 @@ WHERE {WHERE}
 ORDER BY f.ingested_at DESC, f.id DESC
 LIMIT %(limit)s
 """
-COUNT_SQL = f"SELECT count(*) FROM ingestion_files f WHERE {WHERE}"
+# Counted up to COUNT_CAP: an exact count of 100k rows under a filter costs more than the page.
+COUNT_SQL = f"SELECT count(*) FROM (SELECT 1 FROM ingestion_files f WHERE {WHERE} LIMIT %(cap)s) c"
 LEVELS_SQL = "SELECT level FROM criticality_levels ORDER BY rank"
 # The distinct error types by a loose index scan of data_quality_issues_type: one index probe
 # per type, however many issue rows there are.
@@ -164,6 +167,7 @@ def sql_params(q: IndexQuery) -> dict[str, Any]:
         "after_at": q.after[0] if q.after else None,
         "after_id": q.after[1] if q.after else None,
         "limit": q.limit + 1,  # one more: is there a next page?
+        "cap": COUNT_CAP + 1,
     }
 
 
@@ -341,6 +345,7 @@ def render(
         form=form,
         error=error,
         show_form=not refused,
+        cap=COUNT_CAP,
         hidden=sig,
         report_href=report_href,
         page_href=page_href,

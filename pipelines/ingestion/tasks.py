@@ -115,11 +115,20 @@ def report_url(ps: PipelineSettings, file_name: str) -> str:
     return report_links.signed_url(ps.report_base_url, name, key.encode())
 
 
+def index_url(ps: PipelineSettings) -> str | None:
+    """The signed link to the index of reports (all files, a week), or None without
+    REPORT_LINK_KEY (the index then needs a token)."""
+    key = resolve_secret(report_links.KEY_NAME, ps.core.var_dir, required=False)
+    return report_links.index_url(ps.report_base_url, key.encode()) if key else None
+
+
 def save_statistics(ps: PipelineSettings, result: dict[str, Any]) -> int:
     checked = ValidationResult.from_dict(result)
     return store.save_statistics(
-        psycopg2_dsn(ps.core.database_url), checked, report_path=report.report_name(checked.file)
-    )
+        psycopg2_dsn(ps.core.database_url), checked, report_path=report.report_name(checked.file),
+        # Stored for Grafana's table of files (it cannot sign a link): migration 0008.
+        report_link=report_url(ps, checked.file), index_link=index_url(ps),
+    )  # fmt: skip
 
 
 def send_alerts(ps: PipelineSettings, result: dict[str, Any]) -> dict[str, Any]:

@@ -6,11 +6,14 @@ Route tests run against the real uvicorn service and PostgreSQL of tests/service
 from __future__ import annotations
 
 import html as html_lib
+import os
+import re
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
+from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urljoin, urlsplit
 
 import httpx
@@ -63,6 +66,11 @@ def test_an_index_signature_opens_no_report_and_a_report_signature_no_index():
         report_links.signed_url("http://h/reports", "index.html", KEY, ttl_s=10, now=1000)
     )
     assert not report_links.verify_index(report["expires"][0], report["sig"][0], KEY, now=1000)
+
+
+def test_one_criticality_given_as_a_string_is_one_level():
+    url = report_links.index_url("http://h/reports", KEY, criticality="medium")
+    assert _query(url)["criticality"] == ["medium"]
 
 
 def test_an_index_link_refuses_a_ttl_out_of_bounds():
@@ -358,3 +366,128 @@ def test_a_filter_the_page_cannot_use_is_a_422_page_saying_which(api, query, mes
     assert answer.status_code == 422, answer.text
     assert message in html_lib.unescape(answer.text)
     assert Page(answer.text).hidden().keys() == {"expires", "sig"}  # the form still works
+
+
+# --- Grafana's table of files: the links the ingestion stores -----------------------------------
+def _encode_uri_strict(value: str) -> str:
+    """Grafana's default formatting of a variable in a data link (`encodeURIStrict`: the
+    browser's encodeURI, plus ! ' ( ) *), applied to `${__data.fields.x}` and `${__value.raw}`."""
+    return quote(value, safe=";,/?:@&=+$#")
+
+
+def _grafana_links(panel: dict, column: str, row: dict[str, Any]) -> dict[str, str]:
+    """The data links of a table column as Grafana builds them for one row (title -> href)."""
+    links = {}
+    for override in panel["fieldConfig"]["overrides"]:
+        if override["matcher"] != {"id": "byName", "options": column}:
+            continue
+        for prop in override["properties"]:
+            for link in prop["value"] if prop["id"] == "links" else []:
+                href = re.sub(
+                    r"\$\{__data\.fields\.(\w+)\}",
+                    lambda m: _encode_uri_strict(row[m.group(1)] or ""),
+                    link["url"],
+                )
+                links[link["title"]] = href.replace(
+                    "${__value.raw}", _encode_uri_strict(str(row[column]))
+                )
+    return links
+
+
+def test_grafanas_table_links_open_the_report_and_the_index_without_a_token(api):
+    from pipelines.config import load_pipeline_settings
+    from pipelines.ingestion import tasks
+    from tests.grafana import grafana_sql
+
+    ps = load_pipeline_settings(
+        dict(os.environ)
+        | {"DATABASE_URL": api.database_url, "DATA_DIR": str(api.data_dir),
+           "REPORT_BASE_URL": f"{api.url}/reports"}
+    )  # fmt: skip
+    claimed = f"grafana-{uuid.uuid4().hex[:8]}.csv"
+    result = ValidationResult(
+        file=claimed, rows_total=10, rows_invalid=6, criticality=Criticality.HIGH,
+        issues=(Issue("out_of_range", "age", "row", 6, "out of range", "-5"),),
+    )  # fmt: skip
+    report.write_report(result, ps.core.reports_dir)
+    tasks.save_statistics(ps, result.to_dict())  # what the ingest_data task calls
+
+    dashboard = next(
+        d for d in grafana_sql.load_dashboards().values() if d["uid"] == "mlsys-data-quality"
+    )
+    panel = next(p for p in grafana_sql.panels(dashboard) if p["id"] == 7)
+    sql = grafana_sql.expand(
+        panel["targets"][0]["rawSql"],
+        grafana_sql.TimeRange.last("1h", now=datetime.now(UTC)),
+        variables=grafana_sql.dashboard_variables(dashboard),
+    )
+    with psycopg2.connect(psycopg2_dsn(api.database_url)) as conn, conn.cursor() as cur:
+        found = grafana_sql.run(cur, sql)
+    conn.close()
+    names = [c.name for c in found.columns]
+    row = next(dict(zip(names, r, strict=True)) for r in found.rows if r[1] == claimed)
+    hidden = {
+        o["matcher"]["options"]
+        for o in panel["fieldConfig"]["overrides"]
+        if {"id": "custom.hidden", "value": True} in o["properties"]
+    }
+    assert hidden == {"report_link", "index_link"}  # carried, not shown
+
+    opened = api.anon.get(_grafana_links(panel, "report", row)["Open the data-quality report"])
+    assert opened.status_code == 200 and claimed in opened.text
+    for column in ("file", "criticality"):
+        index = api.anon.get(_grafana_links(panel, column, row)["Index of all reports"])
+        assert index.status_code == 200 and claimed in index.text
+    by_level = _grafana_links(panel, "criticality", row)[
+        "Files of this criticality in the index of reports"
+    ]
+    answer, page = _get(api, by_level.removeprefix(api.url))
+    assert answer.status_code == 200
+    assert {r[2] for r in page.table} == {"high"} and claimed in answer.text
+
+
+def test_in_a_real_browser_the_form_filters_without_script_and_a_hostile_name_stays_text(
+    api, files
+):
+    """Headless Chromium: the page renders with its styles, a hostile file name runs nothing,
+    the plain GET form filters under the policy (form-action 'self'), and a report link opens
+    the report without a token."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.frontend.test_browser import CHROMIUM, CHROMIUM_ARGS
+
+    console: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: console.append(m.text))
+            page.on("dialog", lambda d: console.append(f"dialog: {d.message}"))
+            page.goto(f"{api.url}{_index(api, file=files.tag)}")
+            assert page.title() == "Data-quality reports"  # the hostile name's script did not run
+            assert page.locator("#reports tbody tr").count() == 50
+            badge = page.locator("#reports .badge.high").first
+            assert badge.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(198, 40, 40)"
+            # The filter form, as a person uses it: tick "high", type part of a name, submit.
+            page.check("input[name=criticality][value=high]")
+            page.fill("input[name=file]", f"{files.tag} 1")
+            page.click("button[type=submit]")
+            page.wait_for_load_state()
+            cells = page.locator("#reports tbody tr td:first-child").all_inner_texts()
+            want = [files.names[i] for i in range(N_FILES - 1, 99, -1) if i % 4 == 3]
+            assert cells == want
+            # The hostile name, found through the form, is shown as the text it is.
+            page.fill("input[name=file]", f"{files.tag}-007")
+            page.uncheck("input[name=criticality][value=high]")
+            page.click("button[type=submit]")
+            page.wait_for_load_state()
+            assert page.locator("#reports tbody td code").first.inner_text() == files.names[7]
+            assert (
+                page.locator("img, script").count() == 0 and page.title() == "Data-quality reports"
+            )
+            page.click("#reports a")  # its report, signed by the page
+            page.wait_for_load_state()
+            assert page.title().startswith("Data quality:")
+        finally:
+            browser.close()
+    assert console == []  # no policy violation, no dialog, no error
