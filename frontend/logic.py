@@ -152,9 +152,12 @@ def check_values(text: pd.DataFrame, features: Sequence[Feature]) -> pd.DataFram
     """Every value of a text frame (see `read_csv_text`) against its feature
     (`mlsys.rules.check_frame`); returns the typed frame, indexed by row number from 1, or
     raises with every problem."""
-    check = rules.check_frame(text.reset_index(drop=True), features)
+    return _typed_or_refused(rules.check_frame(text.reset_index(drop=True), features), text)
+
+
+def _typed_or_refused(check: rules.FrameCheck, text: pd.DataFrame) -> pd.DataFrame:
     if check.unusable:
-        check_columns(list(text.columns), features)
+        check_columns(list(text.columns), check.features)
     total = len(check.problems)
     if total:
         problems = [
@@ -206,16 +209,12 @@ def parse_upload(data: bytes, features: Sequence[Feature], *, max_bytes: int) ->
         notes.extend(f"Column {name!r} {message}: ignored." for name in extra)
     try:
         check_columns(list(table.frame.columns), features)
-        frame = check_values(table.frame, features)
+        check = rules.check_frame(table.frame, features)
+        frame = _typed_or_refused(check, table.frame)
     except CsvError as exc:
         exc.notes = notes
         raise
-    names = [f.name for f in features if f.name in table.frame.columns]
-    records = rules.to_records(table.frame[names], features)
-    absent = [f.name for f in features if f.name not in table.frame.columns]
-    for record in records:  # optional features without a column: null, as the form sends
-        record.update(dict.fromkeys(absent))
-    return ParsedBatch(frame=frame, records=records, notes=notes)
+    return ParsedBatch(frame=frame, records=check.valid_records(table.frame), notes=notes)
 
 
 # --- sending in chunks ------------------------------------------------------------------------
