@@ -146,20 +146,17 @@ def unexpected_columns(header: Sequence[str], features: Sequence[Feature]) -> li
     return [str(h) for h in header if str(h) not in names]
 
 
-def check_values(
-    text: pd.DataFrame, features: Sequence[Feature]
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every value of a text frame (see `read_csv_text`) against its feature, by the rules the
-    API and the ingestion apply (`mlsys.rules.check_frame`: missing markers, domain, type,
-    integer, range; one message per rule).
+def check_values(check: rules.FrameCheck) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A text frame's verdict by the rules the API and the ingestion apply
+    (`mlsys.rules.check_frame`: missing markers, domain, type, integer, range; one message per
+    rule), renumbered as the analyst counts rows.
 
     Returns the typed frame (feature order, indexed by row number from 1, None where a value is
     missing or invalid) and the problems (`PROBLEM_COLUMNS`, one line per invalid value, sorted
     by row then feature order; empty when every value is valid).
     """
-    check = rules.check_frame(text.reset_index(drop=True), features)
-    typed = check.typed(np.arange(len(text)))
-    typed.index = pd.RangeIndex(1, len(text) + 1)  # row numbers as the user counts them
+    typed = check.typed(np.arange(check.rows_total))
+    typed.index = pd.RangeIndex(1, check.rows_total + 1)  # row numbers as the user counts them
     problems = check.problems.rename(columns={"message": "problem"})[PROBLEM_COLUMNS]
     problems = problems.assign(row=problems["row"] + 1)
     return typed, problems
@@ -228,19 +225,15 @@ def parse_upload(data: bytes, features: Sequence[Feature], *, max_bytes: int) ->
     except CsvError as exc:
         exc.notes = notes
         raise
-    frame, problems = check_values(table.frame, features)
-    text = table.frame.set_axis(frame.index)
-    valid_rows = [int(r) for r in frame.index.difference(problems["row"].unique())]
-    names = [f.name for f in features if f.name in header]
-    records = rules.to_records(text.loc[valid_rows, names], features)
-    absent = [f.name for f in features if f.name not in header]
-    for record in records:  # optional features without a column: null, as the form sends
-        record.update(dict.fromkeys(absent))
+    check = rules.check_frame(table.frame, features)
+    frame, problems = check_values(check)
+    invalid = check.invalid_rows()
     return CheckedUpload(
         frame=frame,
-        invalid_text=text.drop(index=valid_rows),
+        invalid_text=table.frame.iloc[invalid].set_axis(invalid + 1),
         problems=problems,
-        records=records,
-        valid_rows=valid_rows,
+        # The records go with `valid_rows`, in row order (`FrameCheck.valid_records`).
+        records=check.valid_records(table.frame),
+        valid_rows=[int(r) + 1 for r in check.valid_rows()],
         notes=notes,
     )

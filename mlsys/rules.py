@@ -79,7 +79,7 @@ UNEXPECTED_COLUMN = "unexpected_column"
 RULE_DESCRIPTIONS = {
     MISSING_VALUE: "a required feature has no value",
     UNKNOWN_CATEGORY: "the value is not in the feature's domain",
-    NOT_A_NUMBER: "a numeric feature holds text",
+    NOT_A_NUMBER: "a numeric feature holds text (or an infinite number)",
     NOT_AN_INTEGER: "an integer feature holds a fractional number",
     OUT_OF_RANGE: "the number is outside the schema's range",
     WRONG_TYPE: "a value of the wrong JSON type",
@@ -101,8 +101,10 @@ TFDV_ANOMALIES: dict[str, tuple[str, ...]] = {
 # The model computes in doubles, which hold integers exactly only up to 2**53 (and a 400-digit
 # integer does not even convert to one): numbers beyond are out of range for every feature.
 MAX_EXACT_INT = 2**53
-# How many feature names a message lists before pointing to GET /model-info instead.
+# How many feature names (or domain values) a message lists before pointing to GET /model-info.
 MAX_NAMED_FEATURES = 30
+# A value is quoted in a message up to this many characters (a cell can be megabytes long).
+MAX_QUOTED_CHARS = 100
 
 PROBLEM_FIELDS = ("row", "column", "value", "rule", "message")
 
@@ -111,16 +113,27 @@ PROBLEM_FIELDS = ("row", "column", "value", "rule", "message")
 
 
 def format_number(number: float) -> str:
-    """A number as messages show it: 5, -1.5, 100000000000000000000 (no '5.0', no 'e+20')."""
-    if type(number) is int:
-        return str(number)
-    if math.isfinite(number) and number.is_integer():
-        return str(int(number))
+    """A number as messages show it: 5, -1.5, 100000000000000000000 (no '5.0', no 'e+20');
+    one of more than 40 digits cut short, saying how many it has."""
+    if type(number) is int or (math.isfinite(number) and number.is_integer()):
+        text = str(int(number))
+        return text if len(text) <= 40 else f"{text[:20]}... ({len(text.lstrip('-'))} digits)"
     return repr(number)
 
 
+def quoted(text: str) -> str:
+    """`text` quoted for a message, cut to MAX_QUOTED_CHARS characters."""
+    if len(text) <= MAX_QUOTED_CHARS:
+        return repr(text)
+    return repr(text[:MAX_QUOTED_CHARS]) + f"... ({len(text)} characters)"
+
+
 def domain_text(feature: Feature) -> str:
-    return ", ".join(repr(v) for v in feature.values)
+    """The domain as messages list it: 'a', 'b', 'c' (the first MAX_NAMED_FEATURES values)."""
+    values = feature.values
+    listed = ", ".join(repr(v) for v in values[:MAX_NAMED_FEATURES])
+    more = len(values) - MAX_NAMED_FEATURES
+    return listed if more <= 0 else f"{listed} and {more} more (see GET /model-info)"
 
 
 def missing_value_message() -> str:
@@ -128,13 +141,13 @@ def missing_value_message() -> str:
 
 
 def unknown_category_message(feature: Feature, text: str) -> str:
-    return f"{text!r} is not one of {domain_text(feature)}"
+    return f"{quoted(text)} is not one of {domain_text(feature)}"
 
 
 def not_a_number_message(text: str, *, finite_only: bool = False) -> str:
     """`text`: the value as written; `finite_only`: it reads as a number, but an infinite one
     or NaN (which no model input can be)."""
-    return f"{text!r} is not a finite number" if finite_only else f"{text!r} is not a number"
+    return f"{quoted(text)} is not {'a finite' if finite_only else 'a'} number"
 
 
 def not_an_integer_message(number: float) -> str:
@@ -232,12 +245,11 @@ def convert_texts(texts: Sequence[str], kind: Kind | str | None) -> tuple[Any, A
     parsed = pd.to_numeric(pd.Series(np.where(missing, None, text)), errors="coerce")
     numbers = np.asarray(parsed.to_numpy(dtype=float, na_value=np.nan), dtype=float)
     finite = np.isfinite(numbers)
-    with np.errstate(invalid="ignore"):
-        whole = finite & (numbers == np.round(numbers))
-    integer = kind in (Kind.INTEGER, "integer")
-    for i in np.flatnonzero(finite):
-        number = float(numbers[i])
-        values[i] = int(number) if integer and whole[i] else number
+    values[finite] = numbers[finite].astype(object)  # Python floats
+    if kind in (Kind.INTEGER, "integer"):
+        with np.errstate(invalid="ignore"):
+            whole = finite & (numbers == np.round(numbers)) & (np.abs(numbers) <= MAX_EXACT_INT)
+        values[whole] = numbers[whole].astype(np.int64).astype(object)  # Python ints
     return values, missing, numbers
 
 
@@ -274,33 +286,40 @@ def judge_texts(feature: Feature, texts: Sequence[str]) -> tuple[Any, Any, Any]:
     import numpy as np
 
     values, missing, numbers = convert_texts(texts, feature.kind)
-    n = len(values)
-    rules = np.full(n, None, dtype=object)
-    messages = np.full(n, None, dtype=object)
-    if feature.required and missing.any():
+    rules = np.full(len(values), None, dtype=object)
+    messages = np.full(len(values), None, dtype=object)
+    present = ~missing
+    if feature.required:
         rules[missing] = MISSING_VALUE
         messages[missing] = missing_value_message()
-    present = np.flatnonzero(~missing)
+    # Masks with numpy; a message is written only for the (few) distinct values at fault.
     if feature.kind is Kind.CATEGORICAL:
-        domain = frozenset(feature.values)
-        for i in present:
-            if values[i] not in domain:
-                rules[i] = UNKNOWN_CATEGORY
-                messages[i] = unknown_category_message(feature, values[i])
+        # Missing cells as "" (never a domain value: it is a marker), so that np.isin compares
+        # strings only (its sorting path cannot order None among them).
+        known = np.isin(np.where(missing, "", values).astype(str), list(feature.values))
+        for i in np.flatnonzero(present & ~known):
+            rules[i] = UNKNOWN_CATEGORY
+            messages[i] = unknown_category_message(feature, values[i])
     else:
-        for i in present:
-            number = numbers[i]
-            if not math.isfinite(number):
-                rules[i] = NOT_A_NUMBER
-                messages[i] = not_a_number_message(values[i], finite_only=not math.isnan(number))
-            elif feature.kind is Kind.INTEGER and not float(number).is_integer():
+        finite = np.isfinite(numbers)
+        for i in np.flatnonzero(present & ~finite):
+            rules[i] = NOT_A_NUMBER
+            messages[i] = not_a_number_message(values[i], finite_only=not math.isnan(numbers[i]))
+        ok = present & finite
+        if feature.kind is Kind.INTEGER:
+            with np.errstate(invalid="ignore"):
+                fractional = ok & (numbers != np.round(numbers))
+            for i in np.flatnonzero(fractional):
                 rules[i] = NOT_AN_INTEGER
-                messages[i] = not_an_integer_message(float(number))
-            else:
-                message = out_of_range_message(feature, values[i])
-                if message is not None:
-                    rules[i] = OUT_OF_RANGE
-                    messages[i] = message
+                messages[i] = not_an_integer_message(float(numbers[i]))
+            ok &= ~fractional
+        low = -MAX_EXACT_INT if feature.minimum is None else max(feature.minimum, -MAX_EXACT_INT)
+        high = MAX_EXACT_INT if feature.maximum is None else min(feature.maximum, MAX_EXACT_INT)
+        with np.errstate(invalid="ignore"):
+            outside = ok & ((numbers < low) | (numbers > high))
+        for i in np.flatnonzero(outside):
+            rules[i] = OUT_OF_RANGE
+            messages[i] = out_of_range_message(feature, values[i])
     typed = np.where((rules == None) & ~missing, values, None).astype(object)  # noqa: E711
     return typed, rules, messages
 
@@ -386,6 +405,18 @@ class FrameCheck:
                 t["rule"].to_numpy(), t["message"].to_numpy(), strict=True,
             )
         ]  # fmt: skip
+
+    def valid_records(self, frame) -> list[dict[str, Any]]:
+        """The JSON records (`to_records`) of the valid rows of `frame` (the frame this check
+        judged), in row order, keyed by the features in their order: unknown columns left out,
+        an optional feature without a column as None. Pair them with `valid_rows()`."""
+        names = [f.name for f in self.features]
+        present = [n for n in names if n in self.verdicts]
+        rows = self.valid_rows()
+        converted = to_records(frame.iloc[rows][present], self.features)
+        if len(present) == len(names):
+            return converted
+        return [{n: record.get(n) for n in names} for record in converted]
 
     def typed(self, rows=None):
         """The typed values (int, float, str; None where missing) of `rows` (0-based

@@ -149,7 +149,10 @@ def test_browser_predict_form_upload_csv_and_filter_past_predictions(
     expect(page.get_by_text("1000 rows, all valid")).to_be_visible()
     page.get_by_role("button", name="Predict 1000 rows").click()
     done = page.get_by_text("Predicted 1000 rows.")
-    expect(page.get_by_text("Sent ").or_(done).first).to_be_visible()
+    # The sending has started (its progress bar; get_by_text("Sent ") would also match the
+    # caption's "sent"): only then may other clicks interrupt it. A click arriving before the
+    # button's own run has recorded the job would make Streamlit drop the button's press.
+    expect(page.get_by_test_id("stProgress").or_(done).first).to_be_visible()
     for _ in range(2):
         page.get_by_role("button", name="Predict", exact=True).click()  # one more prediction
         page.wait_for_timeout(300)
