@@ -25,7 +25,8 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 
 from bench.service_bench import _pct, timed_requests, train_into
-from mlsys import pg, report_links
+from mlsys import report_links
+from ops import pg
 from mlsys.api_auth import ensure_local_credentials
 from mlsys.config import get_settings
 from mlsys.credentials import resolve_secret
