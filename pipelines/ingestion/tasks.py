@@ -11,7 +11,7 @@ from mlsys import report_links
 from mlsys.credentials import resolve_secret
 from mlsys.db import psycopg2_dsn
 from pipelines.config import PipelineSettings
-from pipelines.ingestion import alerts, claim, lifecycle, report, split, store
+from pipelines.ingestion import alert_state, alerts, claim, lifecycle, report, split, store
 from pipelines.ingestion.result import ValidationResult
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ def read_data(
         )
     finally:
         conn.close()
+    settle_alerts(ps)  # a digest whose window has passed, a problem gone quiet
     if claimed is None:
         return None
     return {"path": str(claimed.path), "file": claimed.path.name,
@@ -66,14 +67,59 @@ def read_data(
 
 
 def notify(ps: PipelineSettings, notice: lifecycle.Notice) -> None:
-    """A lifecycle event to Teams; a delivery failure is logged, never fails the claim."""
+    """A lifecycle event (a file quarantined or refused) to the alert state: a card for its
+    problem, or a digest. A delivery failure is logged, never fails the claim; the occurrence
+    stays recorded and is told by a later card."""
+    facts = "; ".join(f"{k}: {v}" for k, v in notice.facts)
+    kind = notice.problem.partition(":")[2]
+    title = f"files refused ({kind})" if kind else f"files {notice.problem}"
+    occurrence = alerts.pipeline_occurrence(
+        notice.problem, title, notice.source, f"{notice.title}. {notice.text} ({facts})"
+    )
+    alert(ps, alert_state.Observation((occurrence,)))
+
+
+def alert_links(ps: PipelineSettings) -> alerts.Links:
+    """The cards' links: signed and expiring (mlsys/report_links.py), so that a person without
+    an API token can open them; unsigned (a token is then needed) without REPORT_LINK_KEY."""
+    key = resolve_secret(report_links.KEY_NAME, ps.core.var_dir, required=False)
+    if key is None:
+        log.warning(
+            "%s is not set: the alert links to the reports without a signature",
+            report_links.KEY_NAME,
+        )
+    return alerts.Links(ps.report_base_url, key.encode() if key is not None else None)
+
+
+def alert(
+    ps: PipelineSettings, observation: alert_state.Observation, *, raise_undelivered: bool = False
+) -> list[alert_state.Card]:
+    """Record an observation and send the cards it makes due (alert_state.process).
+
+    A delivery failure is logged, or raised (AlertDeliveryError) with `raise_undelivered`; the
+    occurrences stay recorded either way and wait for the next card.
+    """
+    import psycopg2
+
+    conn = psycopg2.connect(psycopg2_dsn(ps.core.database_url))
+    deliver = alerts.teams_delivery(ps.teams_webhook_url, ps.teams_format, alert_links(ps))
     try:
-        alerts.send_pipeline_failure(
-            notice.title, notice.facts, notice.text,
-            webhook_url=ps.teams_webhook_url, fmt=ps.teams_format,
-        )  # fmt: skip
+        return alert_state.process(conn, observation, ps.alert_policy, deliver)
     except alerts.AlertDeliveryError as exc:
-        log.warning("alert not delivered (%s): %s: %s", exc, notice.title, notice.text)
+        if raise_undelivered:
+            raise
+        log.warning("alert not delivered (%s); its occurrences wait for the next card", exc)
+        return []
+    finally:
+        conn.close()
+
+
+def settle_alerts(ps: PipelineSettings) -> None:
+    """Send what is due without a new look; any failure is logged (never fails the claim)."""
+    try:
+        alert(ps, alert_state.Observation())
+    except Exception:  # noqa: BLE001 (alerts must not stop ingestion)
+        log.exception("the alert state could not be settled")
 
 
 def validation_request(ps: PipelineSettings) -> dict[str, Any]:
@@ -100,21 +146,6 @@ def validation_config(ps: PipelineSettings) -> dict[str, Any]:
     ).to_dict()
 
 
-def report_url(ps: PipelineSettings, file_name: str) -> str:
-    """The alert's link to the report: signed and expiring (mlsys/report_links.py), so that a
-    person without an API token can open it; unsigned (a token is then needed) when no
-    REPORT_LINK_KEY is configured."""
-    name = report.report_name(file_name)
-    key = resolve_secret(report_links.KEY_NAME, ps.core.var_dir, required=False)
-    if key is None:
-        log.warning(
-            "%s is not set: the alert links to the report without a signature",
-            report_links.KEY_NAME,
-        )
-        return f"{ps.report_base_url}/{name}"
-    return report_links.signed_url(ps.report_base_url, name, key.encode())
-
-
 def save_statistics(ps: PipelineSettings, result: dict[str, Any]) -> int:
     checked = ValidationResult.from_dict(result)
     return store.save_statistics(
@@ -126,14 +157,16 @@ def send_alerts(ps: PipelineSettings, result: dict[str, Any]) -> dict[str, Any]:
     checked = ValidationResult.from_dict(result)
     original = lifecycle.original_name(psycopg2_dsn(ps.core.database_url), checked.file)
     path = report.write_report(checked, ps.core.reports_dir, original_name=original)
-    outcome = alerts.send_alert(
-        checked,
-        report_url=report_url(ps, checked.file),
-        webhook_url=ps.teams_webhook_url,
-        fmt=ps.teams_format,
-        minimum=ps.alert_min_criticality,
+    observation = alerts.file_observation(
+        checked, minimum=ps.alert_min_criticality, report_name=path.name
     )
-    return outcome | {"report": str(path)}
+    # A delivery failure fails the task (Airflow retries it); the occurrences stay recorded.
+    cards = alert(ps, observation, raise_undelivered=True)
+    return {
+        "problems": sorted(o.key for o in observation.occurrences),
+        "cards": [c.kind for c in cards],
+        "report": str(path),
+    }
 
 
 def split_and_save_data(
