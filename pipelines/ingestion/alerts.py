@@ -217,7 +217,7 @@ def render(card: Card, links: Links) -> Rendered:
     digest the worst files' reports and the index of the reports since its first occurrence,
     a pipeline card its task log; a resolved card the index."""
     kinds = {p.kind for p in card.problems}
-    label = LABELS[kinds.pop()] if len(kinds) == 1 else "Data quality"
+    label = LABELS[kinds.pop()] if len(kinds) == 1 else LABELS["data_quality"]
     first = card.problems[0].title
     more = f" and {len(card.problems) - 1} more" if len(card.problems) > 1 else ""
     if card.kind == "resolved":
@@ -235,11 +235,15 @@ def render(card: Card, links: Links) -> Rendered:
         title = f"{label}: {status} - {first}{more}"
     else:
         title = f"{label} digest: {len(card.sources)} files, {len(card.problems)} problem(s)"
-    facts = [("Criticality", level.value), ("Files" if card.kind == "digest" else "Source",
-             str(len(card.sources)) if card.kind == "digest" else card.sources[0].source),
-             ("Seen", f"{_when(card.since)} - {_when(card.until)}")]  # fmt: skip
-    if card.kind == "problem" and card.sources[0].rows_total is not None:
-        facts.append(("Rows", str(card.sources[0].rows_total)))
+    drift_only = label == LABELS["drift"]
+    facts = [("Criticality", level.value)]
+    if card.kind == "digest":
+        facts.append(("Files", str(len(card.sources))))
+    else:
+        facts.append(("Judged with" if drift_only else "Source", card.sources[0].source))
+        if card.sources[0].rows_total is not None:
+            facts.append(("Window rows" if drift_only else "Rows", str(card.sources[0].rows_total)))
+    facts.append(("Seen", f"{_when(card.since)} - {_when(card.until)}"))
     lines = []
     for p in card.problems[:TOP_PROBLEMS]:
         tag = "NEW " if p.new else ""

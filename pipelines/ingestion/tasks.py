@@ -42,41 +42,52 @@ def read_data(
         archive_days=ps.ingest_archive_days,
         legacy_stale_s=ps.stale_claim_minutes * 60,
     )
+    notices: list[lifecycle.Notice] = []  # told together, after the claim
     conn = psycopg2.connect(psycopg2_dsn(ps.core.database_url))
     conn.autocommit = True  # each step stands alone; the claims table is the journal
     try:
         outcome = lifecycle.prepare(
-            conn, folders, policy, run_state=run_state, notify=lambda n: notify(ps, n)
+            conn, folders, policy, run_state=run_state, notify=notices.append
         )
         if outcome.pruned:
             log.info("pruned %d archived raw files older than %d days", outcome.pruned,
                      ps.ingest_archive_days)  # fmt: skip
         found = claim.settled_scan(folders.raw, ps.ingest_settle_seconds)
-        for name in lifecycle.refuse_all(conn, found.refused, folders, lambda n: notify(ps, n)):
+        for name in lifecycle.refuse_all(conn, found.refused, folders, notices.append):
             log.warning("refused %r: moved to bad_data with its reasons", name)
         claimed = lifecycle.claim_next(
             conn, folders, list(found.candidates), holder or lifecycle.Holder.this_process(), rng
         )
     finally:
         conn.close()
-    settle_alerts(ps)  # a digest whose window has passed, a problem gone quiet
+        # Quarantined and refused files, plus what is due anyway (a digest whose window has
+        # passed, a problem gone quiet): every run, file or not, even one that failed here.
+        tell_notices(ps, notices)
     if claimed is None:
         return None
     return {"path": str(claimed.path), "file": claimed.path.name,
             "original_name": claimed.original_name}  # fmt: skip
 
 
-def notify(ps: PipelineSettings, notice: lifecycle.Notice) -> None:
-    """A lifecycle event (a file quarantined or refused) to the alert state: a card for its
-    problem, or a digest. A delivery failure is logged, never fails the claim; the occurrence
-    stays recorded and is told by a later card."""
+def notice_occurrence(notice: lifecycle.Notice) -> alert_state.Occurrence:
+    """A lifecycle event (a file quarantined or refused) as an occurrence of its problem."""
     facts = "; ".join(f"{k}: {v}" for k, v in notice.facts)
     kind = notice.problem.partition(":")[2]
     title = f"files refused ({kind})" if kind else f"files {notice.problem}"
-    occurrence = alerts.pipeline_occurrence(
+    return alerts.pipeline_occurrence(
         notice.problem, title, notice.source, f"{notice.title}. {notice.text} ({facts})"
     )
-    alert(ps, alert_state.Observation((occurrence,)))
+
+
+def tell_notices(ps: PipelineSettings, notices: list[lifecycle.Notice]) -> None:
+    """Record the lifecycle events of one read_data as one observation (one card for several
+    refused files, not one each) and send what is due. Never raises: a failure is logged and
+    never fails the claim; recorded occurrences are told by a later card."""
+    observation = alert_state.Observation(tuple(notice_occurrence(n) for n in notices))
+    try:
+        alert(ps, observation)
+    except Exception:  # noqa: BLE001 (alerts must not stop ingestion)
+        log.exception("alert state not updated; notices: %s", [n.title for n in notices])
 
 
 def alert_links(ps: PipelineSettings) -> alerts.Links:
@@ -112,14 +123,6 @@ def alert(
         return []
     finally:
         conn.close()
-
-
-def settle_alerts(ps: PipelineSettings) -> None:
-    """Send what is due without a new look; any failure is logged (never fails the claim)."""
-    try:
-        alert(ps, alert_state.Observation())
-    except Exception:  # noqa: BLE001 (alerts must not stop ingestion)
-        log.exception("the alert state could not be settled")
 
 
 def validation_request(ps: PipelineSettings) -> dict[str, Any]:
