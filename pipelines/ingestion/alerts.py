@@ -9,7 +9,8 @@ judged file, a drift window or a failed task contributes (`file_observation`,
 Problem keys use the rule or TFDV anomaly and the column (`data_quality:unknown_category:housing`,
 `data_quality:tfdv_enum_type_unexpected_string_values:housing`), the feature for drift
 (`drift:duration`), the task or event for the pipeline (`pipeline:ingest_data.validate_data`,
-`pipeline:quarantined`, `pipeline:refused:symlink`). Cards name a row rule's TFDV counterpart
+`pipeline:quarantined`, `pipeline:refused:symlink`); a file-level rule has no column
+(`data_quality:duplicate_row`). Cards name a row rule's TFDV counterpart
 (e.g. ENUM_TYPE_UNEXPECTED_STRING_VALUES, tensorflow_metadata anomalies.proto) where it has one.
 
 Office 365 connectors were retired at the end of 2025; their replacement, Workflows webhooks,
@@ -112,7 +113,7 @@ def file_observation(
     occurrences: list[Occurrence] = []
     present: set[str] = set()
     for issue in result.issues:
-        key = f"data_quality:{issue.error_type}:{issue.column}"
+        key = f"data_quality:{issue.error_type}" + (f":{issue.column}" if issue.column else "")
         if not should_alert(result.criticality, minimum):
             present.add(key)
             continue
@@ -122,7 +123,7 @@ def file_observation(
                 key=key, kind="data_quality", title=issue_title(issue.error_type, issue.column),
                 source=result.file, criticality=result.criticality.value,
                 rows_total=result.rows_total,
-                rows_affected=issue.row_count or (result.rows_invalid if issue.level == "file" else 0),
+                rows_affected=issue.row_count,
                 detail=f"{issue.description}{example}", report_name=report_name,
             )
         )  # fmt: skip
