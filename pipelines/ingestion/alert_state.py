@@ -28,7 +28,7 @@ clock is a parameter (`now`): the rules are tested by moving it, not by sleeping
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -369,16 +369,3 @@ def _prune(conn, policy: Policy, now: datetime) -> None:
             "DELETE FROM alert_problems WHERE state = 'resolved' AND resolved_at < %s", (cut,)
         )
     conn.commit()
-
-
-def open_problems(conn) -> list[tuple[str, str, datetime | None]]:
-    """(key, state, last_card_at) of every problem, by key: for the task log and the tests."""
-    with conn.cursor() as cur:
-        cur.execute(
-            "SELECT problem_key, state, last_card_at FROM alert_problems ORDER BY problem_key"
-        )
-        return cur.fetchall()
-
-
-def keys(occurrences: Iterable[Occurrence]) -> frozenset[str]:
-    return frozenset(o.key for o in occurrences)

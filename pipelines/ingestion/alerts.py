@@ -353,6 +353,11 @@ def teams_delivery(webhook_url: str | None, fmt: str, links: Links) -> Deliver:
     AlertDeliveryError when the webhook refuses or cannot be reached."""
 
     def deliver(card: Card) -> bool:
+        if links.key is None:
+            log.warning(
+                "%s is not set: the card links to the reports without a signature",
+                report_links.KEY_NAME,
+            )
         if not webhook_url:
             r = render(card, links)
             log.warning("no TEAMS_WEBHOOK_URL configured; alert not sent: %s: %s; links: %s",

@@ -94,11 +94,6 @@ def alert_links(ps: PipelineSettings) -> alerts.Links:
     """The cards' links: signed and expiring (mlsys/report_links.py), so that a person without
     an API token can open them; unsigned (a token is then needed) without REPORT_LINK_KEY."""
     key = resolve_secret(report_links.KEY_NAME, ps.core.var_dir, required=False)
-    if key is None:
-        log.warning(
-            "%s is not set: the alert links to the reports without a signature",
-            report_links.KEY_NAME,
-        )
     return alerts.Links(ps.report_base_url, key.encode() if key is not None else None)
 
 

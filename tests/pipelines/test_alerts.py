@@ -304,3 +304,29 @@ def _rows(dsn: str, sql: str) -> list[tuple]:
         rows = cur.fetchall()
     conn.close()
     return rows
+
+
+def test_the_task_glue_writes_each_report_and_links_the_ones_it_tells(
+    fresh_alerts, teams, database_url, tmp_path
+):
+    """send_alerts as the DAG calls it (real settings, reports written): a burst of 20 bad
+    files makes at most the storm budget of cards, and every link names a written report."""
+    from pipelines.config import load_pipeline_settings
+    from pipelines.ingestion import tasks
+
+    ps = load_pipeline_settings({
+        "DATA_DIR": str(tmp_path), "DATABASE_URL": database_url, "TEAMS_WEBHOOK_URL": teams.url,
+        "REPORT_BASE_URL": BASE,
+    })  # fmt: skip
+    outcomes = [
+        tasks.send_alerts(ps, bad_file(i, [KINDS[i % len(KINDS)]]).to_dict()) for i in range(20)
+    ]
+    assert all(len(o["problems"]) == 1 for o in outcomes)
+    assert 1 <= len(teams.received) <= ps.alert_policy.storm_cards
+    reports = {p.name for p in (tmp_path / "reports").glob("*.html")}
+    assert len(reports) == 20
+    for card in teams.received:
+        assert_links_open(card)
+        for url in card_links(card):
+            name = urlsplit(url).path.rsplit("/", 1)[1]
+            assert not name or name in reports, url
