@@ -87,7 +87,7 @@ def index_url(
 
     base_url: where the reports are served (REPORT_BASE_URL, e.g. http://host:8000/reports).
     Filters (all optional, combined with AND): criticality, exact levels (none, low, medium,
-    high; several mean any of them); issue_type, an error type of data_quality_issues; file, a
+    high; several mean any of them; one string is one level); issue_type, an error type of data_quality_issues; file, a
     substring of the file's name (case-insensitive); start / end, ISO dates or datetimes (a
     datetime without a zone is UTC; an end date covers its whole day). The service checks the
     values when the page is opened (an unknown level is a 422 there). Raises ValueError for a
@@ -96,7 +96,8 @@ def index_url(
     if not 0 < ttl_s <= MAX_TTL_S:
         raise ValueError(f"an index link lives between 1 s and {MAX_TTL_S} s, not {ttl_s}")
     expires = int(now if now is not None else time.time()) + ttl_s
-    params: list[tuple[str, str]] = [("criticality", level) for level in criticality]
+    levels = [criticality] if isinstance(criticality, str) else criticality  # "high" is one level
+    params: list[tuple[str, str]] = [("criticality", str(level)) for level in levels]
     if issue_type:
         params.append(("issue_type", issue_type))
     if file:

@@ -25,7 +25,7 @@ from mlsys import api_auth
 from mlsys.api_auth import Role
 from mlsys.config import Settings, get_settings
 from mlsys.features import FeatureSpec, load_feature_spec
-from service import openapi_docs, predictions, schemas, store
+from service import openapi_docs, predictions, report_index, schemas, store
 from service.auth import Authenticator, AuthError, Credentials, load_report_key, load_tokens
 from service.config import ServiceSettings, allowed_hosts, get_service_settings
 from service.db import Database, DatabaseUnavailable
@@ -378,6 +378,7 @@ def create_app(
             return json_response({"detail": f"no report named {name[:100]!r}"}, 404)
         return FileResponse(path, media_type="text/html; charset=utf-8", headers=REPORT_HEADERS)
 
+    app.include_router(report_index.router)
     return app
 
 

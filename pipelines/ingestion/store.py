@@ -9,21 +9,33 @@ from pipelines.ingestion.result import ValidationResult
 
 UPSERT_FILE = """
 INSERT INTO ingestion_files
-    (file_name, rows_total, rows_valid, rows_invalid, criticality, parse_error, report_path)
+    (file_name, rows_total, rows_valid, rows_invalid, criticality, parse_error, report_path,
+     report_link, index_link)
 VALUES (%(file_name)s, %(rows_total)s, %(rows_valid)s, %(rows_invalid)s, %(criticality)s,
-        %(parse_error)s, %(report_path)s)
+        %(parse_error)s, %(report_path)s, %(report_link)s, %(index_link)s)
 ON CONFLICT (file_name) DO UPDATE SET
     rows_total = EXCLUDED.rows_total, rows_valid = EXCLUDED.rows_valid,
     rows_invalid = EXCLUDED.rows_invalid, criticality = EXCLUDED.criticality,
-    parse_error = EXCLUDED.parse_error, report_path = EXCLUDED.report_path
+    parse_error = EXCLUDED.parse_error, report_path = EXCLUDED.report_path,
+    report_link = EXCLUDED.report_link, index_link = EXCLUDED.index_link
 RETURNING id
 """
 
 
-def save_statistics(dsn: str, result: ValidationResult, *, report_path: str | None) -> int:
+def save_statistics(
+    dsn: str,
+    result: ValidationResult,
+    *,
+    report_path: str | None,
+    report_link: str | None = None,
+    index_link: str | None = None,
+) -> int:
     """One row per file plus its issues and drift, in one transaction: counts only, however
     many rows are bad (the rows themselves are in bad_data). A retried task replaces what a
-    previous attempt wrote instead of adding to it. Returns the file's id."""
+    previous attempt wrote instead of adding to it. Returns the file's id.
+
+    report_link, index_link: the signed links to the file's report and to the index of
+    reports (mlsys/report_links.py), for Grafana's table, which cannot sign them itself."""
     conn = psycopg2.connect(dsn)
     try:
         with conn, conn.cursor() as cur:
@@ -37,6 +49,8 @@ def save_statistics(dsn: str, result: ValidationResult, *, report_path: str | No
                     "criticality": result.criticality.value,
                     "parse_error": result.parse_error,
                     "report_path": report_path,
+                    "report_link": report_link,
+                    "index_link": index_link,
                 },
             )
             file_id = cur.fetchone()[0]

@@ -144,11 +144,25 @@ def validation_config(ps: PipelineSettings) -> dict[str, Any]:
     ).to_dict()
 
 
+def report_url(ps: PipelineSettings, file_name: str) -> str:
+    """A file's report link, as the cards give it (see `alert_links`): stored for Grafana."""
+    return alert_links(ps).report(report.report_name(file_name))
+
+
+def index_url(ps: PipelineSettings) -> str | None:
+    """The signed link to the index of reports (all files, a week), or None without
+    REPORT_LINK_KEY (the index then needs a token)."""
+    links = alert_links(ps)
+    return links.index() if links.key is not None else None
+
+
 def save_statistics(ps: PipelineSettings, result: dict[str, Any]) -> int:
     checked = ValidationResult.from_dict(result)
     return store.save_statistics(
-        psycopg2_dsn(ps.core.database_url), checked, report_path=report.report_name(checked.file)
-    )
+        psycopg2_dsn(ps.core.database_url), checked, report_path=report.report_name(checked.file),
+        # Stored for Grafana's table of files (it cannot sign a link): migration 0008.
+        report_link=report_url(ps, checked.file), index_link=index_url(ps),
+    )  # fmt: skip
 
 
 def send_alerts(ps: PipelineSettings, result: dict[str, Any]) -> dict[str, Any]:
