@@ -19,6 +19,7 @@ from mlsys.config import (
     get_settings,
     load_settings,
 )
+from pipelines.ingestion.alert_state import Policy as AlertPolicy
 from pipelines.ingestion.result import Criticality
 
 
@@ -35,6 +36,8 @@ class PipelineSettings:
     teams_webhook_url: str | None
     teams_format: str  # 'adaptive' (Workflows webhooks) | 'messagecard' (legacy connectors)
     alert_min_criticality: Criticality
+    # One card per problem, a digest in a storm (pipelines/ingestion/alert_state.py).
+    alert_policy: AlertPolicy
     report_base_url: str
     drift_window_rows: int
     drift_min_rows: int
@@ -85,6 +88,16 @@ def load_pipeline_settings(env: dict[str, str] | None = None) -> PipelineSetting
         teams_webhook_url=env.get("TEAMS_WEBHOOK_URL", "").strip() or None,
         teams_format=teams_format,
         alert_min_criticality=level,
+        alert_policy=AlertPolicy(
+            cooldown_s=env_float(env, "ALERT_COOLDOWN_S", 3600.0, low=0.0, high=30 * 86400.0),
+            window_s=env_float(env, "ALERT_WINDOW_S", 300.0, low=1.0, high=86400.0),
+            storm_cards=env_int(env, "ALERT_STORM_CARDS", 2, low=1, high=1000),
+            digest_min_files=env_int(env, "ALERT_DIGEST_MIN_FILES", 5, low=1, high=100_000),
+            resolve_after_s=env_float(
+                env, "ALERT_RESOLVE_AFTER_S", 1800.0, low=1.0, high=30 * 86400.0
+            ),
+            keep_days=env_int(env, "ALERT_KEEP_DAYS", 30, low=1, high=36_500),
+        ),
         report_base_url=(
             env.get("REPORT_BASE_URL", "").strip() or f"{core.api_url}/reports"
         ).rstrip("/"),

@@ -53,7 +53,8 @@ def _error_text(error: BaseException | str | None) -> str:
 
 
 def task_failed(context: dict[str, Any]) -> None:
-    """on_failure_callback of every task: a pipeline-failure card to Teams (or a warning).
+    """on_failure_callback of every task: an occurrence of the problem "failure of <dag>.<task>"
+    in the alert state, which posts a card when it appears (or a warning without a webhook).
 
     For `ingest_data`, the error is also recorded on the file's claim, so that the file's
     reasons in bad_data name it if it ends quarantined. Never raises: a callback's exception
@@ -78,17 +79,22 @@ def task_failed(context: dict[str, Any]) -> None:
                 file_fact = [("File", claimed.get("original_name") or claimed["file"])]
         except Exception:  # noqa: BLE001 (the alert below matters more)
             log.exception("could not record the error on the file's claim")
-    title = f"Pipeline failure: {ti.dag_id}.{ti.task_id}"
-    facts = [("DAG", ti.dag_id), ("Task", ti.task_id), ("Run", ti.run_id),
-             ("Tries", str(ti.try_number)), *file_fact]  # fmt: skip
+    title = f"failure of {ti.dag_id}.{ti.task_id}"
+    facts = [("Run", ti.run_id), ("Tries", str(ti.try_number)), *file_fact]
     try:
-        link = ("Open the task log", ti.log_url)
+        link = ti.log_url
     except Exception:  # noqa: BLE001 (the URL is a convenience)
         link = None
     try:
-        alerts.send_pipeline_failure(
-            title, facts, f"Failed after its retries: {error[:500]}",
-            webhook_url=ps.teams_webhook_url, fmt=ps.teams_format, link=link,
+        from pipelines.ingestion import alert_state, tasks
+
+        # One problem per task: a failure storm is one card, then a digest (alert_state).
+        occurrence = alerts.pipeline_occurrence(
+            f"{ti.dag_id}.{ti.task_id}", title, f"{ti.run_id} try {ti.try_number}",
+            f"Failed after its retries: {error[:500]} ("
+            + "; ".join(f"{k}: {v}" for k, v in facts) + ")",
+            link=link,
         )  # fmt: skip
+        tasks.alert(ps, alert_state.Observation((occurrence,)))
     except Exception:  # noqa: BLE001
-        log.exception("the pipeline-failure alert could not be delivered")
+        log.exception("the pipeline-failure alert could not be recorded or delivered")

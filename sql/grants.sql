@@ -37,9 +37,15 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON ingestion_claims TO {pipelines};
 GRANT USAGE ON SEQUENCE ingestion_claims_id_seq TO {pipelines};
 -- The criticality levels (0002) are reference data: read, never written.
 GRANT SELECT ON criticality_levels TO {pipelines};
+-- What the Teams channel has been told (0006): problems, their occurrences, the cards. Old
+-- occurrences and cards are pruned (DELETE) after ALERT_KEEP_DAYS.
+GRANT SELECT, INSERT, UPDATE, DELETE ON alert_problems, alert_occurrences, alert_cards
+    TO {pipelines};
+GRANT USAGE ON SEQUENCE alert_occurrences_id_seq, alert_cards_id_seq TO {pipelines};
 
 -- Grafana reads everything of the application and writes nothing (the role is also
 -- read-only by default and has a statement timeout: mlsys.db.provision).
 GRANT SELECT ON predictions, ingestion_files, data_quality_issues, feature_drift,
-    predicted_files, criticality_levels, ingestion_claims, model_versions TO {reader};
+    predicted_files, criticality_levels, ingestion_claims, model_versions, alert_problems,
+    alert_occurrences, alert_cards TO {reader};
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {reader};

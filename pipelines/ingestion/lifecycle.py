@@ -306,6 +306,10 @@ class Notice:
     title: str
     facts: list[tuple[str, str]]
     text: str
+    # The problem it belongs to ('quarantined', 'refused:<kind>': one card per problem, not
+    # per file; pipelines/ingestion/alerts.py) and where it occurred (the file).
+    problem: str = "lifecycle"
+    source: str = ""
 
 
 Notify = Callable[[Notice], None]
@@ -412,6 +416,7 @@ def quarantine(
         facts=[("File", original_name), ("Moved to", f"bad_data/{target.name}"),
                ("Failed attempts", str(attempts)), ("Rows", str(rows))],
         text=f"{reason}. Last error: {last[:300]}",
+        problem="quarantined", source=path.name,
     ))  # fmt: skip
     return target
 
@@ -521,6 +526,7 @@ def refuse(conn, refusal: claim.Refusal, folders: Folders, notify: Notify) -> Pa
         title=f"Ingestion: file refused - {original}",
         facts=[("File", original), ("Kind", refusal.kind), ("Moved to", f"bad_data/{name}")],
         text=f"Not ingested: {refusal.reason}.",
+        problem=f"refused:{refusal.kind}", source=name,
     ))  # fmt: skip
     return target
 

@@ -122,6 +122,26 @@ class Drift:
 
 
 @dataclass(frozen=True)
+class DriftWindow:
+    """The rows drift was measured on: this file's valid rows, then the newest good_data files
+    (validate.py, DRIFT_WINDOW_ROWS). Drift is a condition of that window, not of the file,
+    unless the window is the file's own rows (`own`)."""
+
+    rows: int
+    files: int  # files the rows come from, this one included when it gave any
+    names: tuple[str, ...]  # their names, this file first, at most WINDOW_NAMES
+    own: bool  # only this file's rows: its drift is its own
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DriftWindow:
+        return cls(**(data | {"names": tuple(data["names"])}))
+
+
+# A drift window names at most this many files (the XCom stays small; `files` counts them all).
+WINDOW_NAMES = 10
+
+
+@dataclass(frozen=True)
 class FeatureStats:
     """One feature's statistics in this file beside training's (the report's last table).
 
@@ -159,6 +179,8 @@ class ValidationResult:
     issues: tuple[Issue, ...] = ()
     anomalies: tuple[Anomaly, ...] = ()
     drift: tuple[Drift, ...] = ()
+    # What `drift` was measured on; None when drift was not measured.
+    drift_window: DriftWindow | None = None
     feature_stats: tuple[FeatureStats, ...] = ()
     # Columns the schema does not know: dropped from good data.
     unexpected_columns: tuple[str, ...] = ()
@@ -209,6 +231,11 @@ class ValidationResult:
                 "issues": tuple(Issue.from_dict(i) for i in data.get("issues", ())),
                 "anomalies": tuple(Anomaly.from_dict(a) for a in data.get("anomalies", ())),
                 "drift": tuple(Drift.from_dict(d) for d in data.get("drift", ())),
+                "drift_window": (
+                    DriftWindow.from_dict(data["drift_window"])
+                    if data.get("drift_window")
+                    else None
+                ),
                 "feature_stats": tuple(
                     FeatureStats.from_dict(f) for f in data.get("feature_stats", ())
                 ),

@@ -11,7 +11,7 @@ from mlsys import report_links
 from mlsys.credentials import resolve_secret
 from mlsys.db import psycopg2_dsn
 from pipelines.config import PipelineSettings
-from pipelines.ingestion import alerts, claim, lifecycle, report, split, store
+from pipelines.ingestion import alert_state, alerts, claim, lifecycle, report, split, store
 from pipelines.ingestion.result import ValidationResult
 
 log = logging.getLogger(__name__)
@@ -42,38 +42,82 @@ def read_data(
         archive_days=ps.ingest_archive_days,
         legacy_stale_s=ps.stale_claim_minutes * 60,
     )
+    notices: list[lifecycle.Notice] = []  # told together, after the claim
     conn = psycopg2.connect(psycopg2_dsn(ps.core.database_url))
     conn.autocommit = True  # each step stands alone; the claims table is the journal
     try:
         outcome = lifecycle.prepare(
-            conn, folders, policy, run_state=run_state, notify=lambda n: notify(ps, n)
+            conn, folders, policy, run_state=run_state, notify=notices.append
         )
         if outcome.pruned:
             log.info("pruned %d archived raw files older than %d days", outcome.pruned,
                      ps.ingest_archive_days)  # fmt: skip
         found = claim.settled_scan(folders.raw, ps.ingest_settle_seconds)
-        for name in lifecycle.refuse_all(conn, found.refused, folders, lambda n: notify(ps, n)):
+        for name in lifecycle.refuse_all(conn, found.refused, folders, notices.append):
             log.warning("refused %r: moved to bad_data with its reasons", name)
         claimed = lifecycle.claim_next(
             conn, folders, list(found.candidates), holder or lifecycle.Holder.this_process(), rng
         )
     finally:
         conn.close()
+        # Quarantined and refused files, plus what is due anyway (a digest whose window has
+        # passed, a problem gone quiet): every run, file or not, even one that failed here.
+        tell_notices(ps, notices)
     if claimed is None:
         return None
     return {"path": str(claimed.path), "file": claimed.path.name,
             "original_name": claimed.original_name}  # fmt: skip
 
 
-def notify(ps: PipelineSettings, notice: lifecycle.Notice) -> None:
-    """A lifecycle event to Teams; a delivery failure is logged, never fails the claim."""
+def notice_occurrence(notice: lifecycle.Notice) -> alert_state.Occurrence:
+    """A lifecycle event (a file quarantined or refused) as an occurrence of its problem."""
+    facts = "; ".join(f"{k}: {v}" for k, v in notice.facts)
+    kind = notice.problem.partition(":")[2]
+    title = f"files refused ({kind})" if kind else f"files {notice.problem}"
+    return alerts.pipeline_occurrence(
+        notice.problem, title, notice.source, f"{notice.title}. {notice.text} ({facts})"
+    )
+
+
+def tell_notices(ps: PipelineSettings, notices: list[lifecycle.Notice]) -> None:
+    """Record the lifecycle events of one read_data as one observation (one card for several
+    refused files, not one each) and send what is due. Never raises: a failure is logged and
+    never fails the claim; recorded occurrences are told by a later card."""
+    observation = alert_state.Observation(tuple(notice_occurrence(n) for n in notices))
     try:
-        alerts.send_pipeline_failure(
-            notice.title, notice.facts, notice.text,
-            webhook_url=ps.teams_webhook_url, fmt=ps.teams_format,
-        )  # fmt: skip
+        alert(ps, observation)
+    except Exception:  # noqa: BLE001 (alerts must not stop ingestion)
+        log.exception("alert state not updated; notices: %s", [n.title for n in notices])
+
+
+def alert_links(ps: PipelineSettings) -> alerts.Links:
+    """The cards' links: signed and expiring (mlsys/report_links.py), so that a person without
+    an API token can open them; unsigned (a token is then needed) without REPORT_LINK_KEY."""
+    key = resolve_secret(report_links.KEY_NAME, ps.core.var_dir, required=False)
+    return alerts.Links(ps.report_base_url, key.encode() if key is not None else None)
+
+
+def alert(
+    ps: PipelineSettings, observation: alert_state.Observation, *, raise_undelivered: bool = False
+) -> list[alert_state.Card]:
+    """Record an observation and send the cards it makes due (alert_state.process).
+
+    A delivery failure is logged, or raised (AlertDeliveryError) with `raise_undelivered`; the
+    occurrences stay recorded either way and wait for the next card.
+    """
+    import psycopg2
+
+    conn = psycopg2.connect(psycopg2_dsn(ps.core.database_url))
+    deliver = alerts.teams_delivery(ps.teams_webhook_url, ps.teams_format, alert_links(ps))
+    try:
+        return alert_state.process(conn, observation, ps.alert_policy, deliver)
     except alerts.AlertDeliveryError as exc:
-        log.warning("alert not delivered (%s): %s: %s", exc, notice.title, notice.text)
+        if raise_undelivered:
+            raise
+        log.warning("alert not delivered (%s); its occurrences wait for the next card", exc)
+        return []
+    finally:
+        conn.close()
 
 
 def validation_request(ps: PipelineSettings) -> dict[str, Any]:
@@ -101,25 +145,15 @@ def validation_config(ps: PipelineSettings) -> dict[str, Any]:
 
 
 def report_url(ps: PipelineSettings, file_name: str) -> str:
-    """The alert's link to the report: signed and expiring (mlsys/report_links.py), so that a
-    person without an API token can open it; unsigned (a token is then needed) when no
-    REPORT_LINK_KEY is configured."""
-    name = report.report_name(file_name)
-    key = resolve_secret(report_links.KEY_NAME, ps.core.var_dir, required=False)
-    if key is None:
-        log.warning(
-            "%s is not set: the alert links to the report without a signature",
-            report_links.KEY_NAME,
-        )
-        return f"{ps.report_base_url}/{name}"
-    return report_links.signed_url(ps.report_base_url, name, key.encode())
+    """A file's report link, as the cards give it (see `alert_links`): stored for Grafana."""
+    return alert_links(ps).report(report.report_name(file_name))
 
 
 def index_url(ps: PipelineSettings) -> str | None:
     """The signed link to the index of reports (all files, a week), or None without
     REPORT_LINK_KEY (the index then needs a token)."""
-    key = resolve_secret(report_links.KEY_NAME, ps.core.var_dir, required=False)
-    return report_links.index_url(ps.report_base_url, key.encode()) if key else None
+    links = alert_links(ps)
+    return links.index() if links.key is not None else None
 
 
 def save_statistics(ps: PipelineSettings, result: dict[str, Any]) -> int:
@@ -135,14 +169,16 @@ def send_alerts(ps: PipelineSettings, result: dict[str, Any]) -> dict[str, Any]:
     checked = ValidationResult.from_dict(result)
     original = lifecycle.original_name(psycopg2_dsn(ps.core.database_url), checked.file)
     path = report.write_report(checked, ps.core.reports_dir, original_name=original)
-    outcome = alerts.send_alert(
-        checked,
-        report_url=report_url(ps, checked.file),
-        webhook_url=ps.teams_webhook_url,
-        fmt=ps.teams_format,
-        minimum=ps.alert_min_criticality,
+    observation = alerts.file_observation(
+        checked, minimum=ps.alert_min_criticality, report_name=path.name
     )
-    return outcome | {"report": str(path)}
+    # A delivery failure fails the task (Airflow retries it); the occurrences stay recorded.
+    cards = alert(ps, observation, raise_undelivered=True)
+    return {
+        "problems": sorted(o.key for o in observation.occurrences),
+        "cards": [c.kind for c in cards],
+        "report": str(path),
+    }
 
 
 def split_and_save_data(

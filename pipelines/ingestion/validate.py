@@ -19,9 +19,11 @@ from typing import Any
 from mlsys import csvfile, rowchecks, rules
 from mlsys.features import FeatureSpec, Kind, load_feature_spec
 from pipelines.ingestion.result import (
+    WINDOW_NAMES,
     Anomaly,
     Criticality,
     Drift,
+    DriftWindow,
     FeatureStats,
     Issue,
     ValidationResult,
@@ -117,13 +119,13 @@ def validate_file(path: Path, config: ValidationConfig) -> ValidationResult:
         return result
     judged = _tfdv_rows(raw, bad, list(result.unexpected_columns), config.tfdv_max_rows)
     del raw  # from here on TFDV needs only the (sampled) valid rows
-    anomalies, feature_stats, drift = _tfdv_checks(judged, spec, config)
+    anomalies, feature_stats, drift, window = _tfdv_checks(judged, spec, config, path.name)
     issues = result.issues + tuple(
         Issue("tfdv_" + a.types[0].lower(), a.feature, "file", 0, a.description) for a in anomalies
     )
     return _with_criticality(
         replace(result, issues=issues, anomalies=tuple(anomalies), drift=tuple(drift),
-                feature_stats=tuple(feature_stats), tfdv_rows=len(judged))
+                drift_window=window, feature_stats=tuple(feature_stats), tfdv_rows=len(judged))
     )  # fmt: skip
 
 
@@ -198,13 +200,20 @@ def _wrong_delimiter(raw) -> str | None:
 
 
 def criticality(result: ValidationResult) -> Criticality:
-    """high: nothing usable or most rows bad; medium: many bad rows, drift, or a TFDV anomaly
-    in the valid rows; low: a few bad rows or an extra column; none: clean."""
+    """high: nothing usable or most rows bad; medium: many bad rows, drift of the file's own
+    rows, or a TFDV anomaly in the valid rows; low: a few bad rows or an extra column; none:
+    clean.
+
+    Only the file's own rows count: drift measured on a window pooled with earlier files is a
+    condition of the stream (its own alert, pipelines/ingestion/alerts.py), not of this file,
+    which may be clean while an earlier one drifted (issue 15).
+    """
     total = result.rows_total
     share = result.rows_invalid / total if total else 1.0
     if result.unusable or result.parse_error or share >= HIGH_SHARE:
         return Criticality.HIGH
-    drifting = any(d.status == "drift" for d in result.drift)
+    own = result.drift_window is not None and result.drift_window.own
+    drifting = own and any(d.status == "drift" for d in result.drift)
     unexplained = any(i.error_type.startswith("tfdv_") for i in result.issues)
     if share >= MEDIUM_SHARE or drifting or unexplained:
         return Criticality.MEDIUM
@@ -258,8 +267,9 @@ def _typed(raw):
     return pd.DataFrame(columns, index=raw.index)
 
 
-def _tfdv_checks(good, spec: FeatureSpec, config: ValidationConfig):
-    """TFDV on the valid rows: anomalies against the schema, statistics, drift.
+def _tfdv_checks(good, spec: FeatureSpec, config: ValidationConfig, name: str):
+    """TFDV on the valid rows: anomalies against the schema, statistics, drift and the window
+    it was measured on (`name`: this file's).
 
     The bad rows are already explained by the row checks; what TFDV finds in the valid rows
     is what they do not explain. One statistics pass serves all three when the file alone
@@ -280,9 +290,10 @@ def _tfdv_checks(good, spec: FeatureSpec, config: ValidationConfig):
         feature_stats = feature_summary(stats, training, spec)
     if stats is not None and len(good) >= config.drift_window_rows:
         drift = _drift(stats, len(good), config)
+        window = DriftWindow(rows=len(good), files=1, names=(name,), own=True)
     else:
-        drift = _windowed_drift(good, config)
-    return anomalies, feature_stats, drift
+        drift, window = _windowed_drift(good, config, name)
+    return anomalies, feature_stats, drift, window
 
 
 def _drift(stats, window_rows: int, config: ValidationConfig) -> list[Drift]:
@@ -303,14 +314,17 @@ def _drift(stats, window_rows: int, config: ValidationConfig) -> list[Drift]:
     ]
 
 
-def _windowed_drift(good, config: ValidationConfig) -> list[Drift]:
+def _windowed_drift(
+    good, config: ValidationConfig, name: str
+) -> tuple[list[Drift], DriftWindow | None]:
     """Drift of the newest rows: this file's good rows, then the most recent good files, up
-    to DRIFT_WINDOW_ROWS (only the rows needed are kept from each file)."""
+    to DRIFT_WINDOW_ROWS (only the rows needed are kept from each file), and that window."""
     import pandas as pd
 
     from mlsys import tfdv_validate as tv
 
     frames, rows = [good], len(good)
+    names = [name] if len(good) else []
     recent = sorted(
         config.good_data_dir.glob("*.csv"), key=lambda p: p.stat().st_mtime, reverse=True
     )
@@ -322,13 +336,19 @@ def _windowed_drift(good, config: ValidationConfig) -> list[Drift]:
         except csvfile.CsvRefused:
             continue
         frame = frame.tail(config.drift_window_rows - rows)
+        if len(frame) == 0:
+            continue
         frames.append(frame)
+        names.append(path.name)
         rows += len(frame)
     window = pd.concat(frames, ignore_index=True)
     if len(window) == 0:
-        return []
+        return [], None
     stats = tv.statistics(tv.prepare_frame(_typed(window), config.schema_path))
-    return _drift(stats, len(window), config)
+    own = names == [name]
+    return _drift(stats, len(window), config), DriftWindow(
+        rows=len(window), files=len(names), names=tuple(names[:WINDOW_NAMES]), own=own
+    )
 
 
 def feature_summary(stats, training, spec: FeatureSpec) -> list[FeatureStats]:

@@ -169,6 +169,43 @@ def test_the_pipelines_record_files_and_cannot_touch_predictions(pg_server, plan
         _connect(pg_server, plan, "pipelines", AIRFLOW_DB)
 
 
+def test_the_pipelines_keep_the_alert_state_with_their_own_role(pg_server, plan):
+    """The whole decision (lock, record, tell, prune) as the pipelines' role: its grants
+    suffice; the service may not touch the alert state."""
+    from datetime import UTC, datetime, timedelta
+
+    from pipelines.ingestion import alert_state
+
+    failure = alert_state.Occurrence(
+        "pipeline:ingest_data.read_data", "pipeline", "failure of ingest_data.read_data", "run 1"
+    )
+    told: list[alert_state.Card] = []
+
+    def deliver(card: alert_state.Card) -> bool:
+        told.append(card)
+        return True
+
+    conn = psycopg2.connect(_url(pg_server, plan, "pipelines", APP_DB))
+    try:
+        now = datetime(2026, 12, 1, tzinfo=UTC)
+        policy = alert_state.Policy()
+        alert_state.process(conn, alert_state.Observation((failure,)), policy, deliver, now=now)
+        # 40 days later: resolved, and what was told before ALERT_KEEP_DAYS is pruned.
+        alert_state.settle(conn, policy, deliver, now=now + timedelta(days=40))
+        with conn.cursor() as cur:
+            cur.execute("SELECT kind FROM alert_cards")
+            assert cur.fetchall() == [("resolved",)]
+    finally:
+        conn.close()
+    assert [c.kind for c in told] == ["problem", "resolved"]
+    service = _connect(pg_server, plan, "service")
+    try:
+        for table in ("alert_problems", "alert_occurrences", "alert_cards"):
+            assert _refused(service, f"SELECT * FROM {table}"), table
+    finally:
+        service.close()
+
+
 def test_airflow_owns_its_database_and_cannot_open_the_applications(pg_server, plan):
     conn = _connect(pg_server, plan, "airflow", AIRFLOW_DB)
     with conn.cursor() as cur:

@@ -120,7 +120,11 @@ def test_make_up_ingests_predicts_alerts_and_make_down_cleans_up(tmp_path, teams
         good, bad = list(s.good_data_dir.glob("*.csv")), list(s.bad_data_dir.glob("*.csv"))
         assert len(good) == 1 and len(bad) == 1 and list(s.raw_data_dir.glob("*.csv")) == []
         [card] = [c for c in teams.received if "e2e" in json.dumps(c)]
-        assert "2 of 40 rows invalid" in json.dumps(card)
+        # The file's problem (an unknown category in one column, 2 of its 40 rows), its report.
+        text = json.dumps(card)
+        problem = f"unknown_category in {category.name}".replace("_", "\\\\_")
+        assert problem in text and ": 2 rows" in text
+        assert '{"title": "Rows", "value": "40"}' in text
         report = card["attachments"][0]["content"]["actions"][0]["url"]
         assert "&sig=" in report  # a browser opens it from Teams without any API token
         with urllib.request.urlopen(report, timeout=10) as answer:  # served by the API

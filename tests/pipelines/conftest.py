@@ -73,7 +73,23 @@ class TeamsReceiver:
 
 
 @pytest.fixture
-def teams() -> Iterator[TeamsReceiver]:
+def fresh_alerts(database_url: str) -> str:
+    """An alert state that has told nothing yet (a new Teams channel): the session's database
+    keeps what earlier tests told, and cooldowns would silence this test's cards."""
+    import psycopg2
+
+    from mlsys.db import psycopg2_dsn
+
+    dsn = psycopg2_dsn(database_url)
+    with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("TRUNCATE alert_occurrences, alert_cards, alert_problems")
+    conn.close()
+    return dsn
+
+
+@pytest.fixture
+def teams(fresh_alerts: str) -> Iterator[TeamsReceiver]:
+    """A Teams channel that has heard nothing: the receiver and a fresh alert state."""
     receiver = TeamsReceiver(url="")
 
     class Handler(BaseHTTPRequestHandler):

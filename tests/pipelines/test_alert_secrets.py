@@ -42,7 +42,7 @@ def test_an_unreachable_webhook_error_has_no_signature():
 
 
 def test_the_task_log_of_an_unreachable_webhook_has_no_signature(
-    airflow_env, database_url, data_dir, tfdv_worker, settings, tmp_path
+    airflow_env, database_url, fresh_alerts, data_dir, tfdv_worker, settings, tmp_path
 ):
     import pandas as pd
 

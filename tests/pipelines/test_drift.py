@@ -43,6 +43,7 @@ def test_a_small_window_is_insufficient_data_not_an_alarm(tfdv_worker, data_dir,
     assert result["rows_invalid"] == 0
     assert {d["status"] for d in result["drift"]} == {"insufficient_data"}
     assert result["criticality"] == "none"
+    assert result["drift_window"] == {"rows": 50, "files": 1, "names": ["small.csv"], "own": True}
 
 
 def test_sustained_drift_is_detected_on_the_pooled_window(tfdv_worker, data_dir, clean):
@@ -56,6 +57,22 @@ def test_sustained_drift_is_detected_on_the_pooled_window(tfdv_worker, data_dir,
     by_feature = {d["feature"]: d for d in result["drift"]}
     assert by_feature[feature]["window_rows"] == 300
     assert by_feature[feature]["status"] == "drift", by_feature[feature]
+    # Drift of the window is the stream's condition, named by its files and rows; the file is
+    # rated on its own rows (issue 15: a clean file was rated medium for an earlier one's drift).
+    window = result["drift_window"]
+    assert (window["rows"], window["files"], window["own"]) == (300, 6, False)
+    assert window["names"][0] == "new.csv" and sorted(window["names"][1:]) == [
+        f"g{i}.csv" for i in range(5)
+    ]
+    assert result["rows_invalid"] == 0 and result["criticality"] == "none"
+
+
+def test_a_file_filling_the_window_alone_is_rated_on_its_own_drift(tfdv_worker, data_dir, clean):
+    frame, feature = shifted(clean)
+    frame.iloc[:300].to_csv(data_dir / "raw-data" / "big.csv", index=False)
+    result = validate(tfdv_worker, data_dir, "big.csv")
+    assert {d["feature"]: d["status"] for d in result["drift"]}[feature] == "drift"
+    assert result["drift_window"] == {"rows": 300, "files": 1, "names": ["big.csv"], "own": True}
     assert result["rows_invalid"] == 0 and result["criticality"] == "medium"
 
 

@@ -176,7 +176,7 @@ def test_a_failing_run_alerts_holds_its_claim_while_it_runs_then_its_file_is_qua
         assert run.state == "failed" and run.tasks["validate_data"] == "failed", run.tasks
         [card] = teams.received
         text = _card_text(card)
-        assert "Pipeline failure: ingest\\\\_data.validate\\\\_data" in text, text
+        assert "Pipeline: new - failure of ingest\\\\_data.validate\\\\_data" in text, text
         assert "validation exploded" in text and "doomed file.csv" in text
 
         # Its run has ended: the next run quarantines the file (INGEST_MAX_ATTEMPTS=1).

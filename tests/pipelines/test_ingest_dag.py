@@ -151,11 +151,15 @@ def test_a_mixed_file_is_split_row_by_row_with_reasons(
     assert row["criticality"] == "medium"  # 6/51 = 12% bad rows
     assert {(e, c) for e, c in row["issues"]} == {v for v in expected.values()}
 
+    # One card for the file's six new problems (rule and column), each named once.
     [card] = teams.received
     content = card["attachments"][0]["content"]
     assert card["type"] == "message" and content["type"] == "AdaptiveCard"
     text = json.dumps(content)
-    assert "MEDIUM" in text and "6 of 51 rows invalid" in text
+    facts = {f["title"]: f["value"] for f in content["body"][1]["facts"]}
+    assert facts["Criticality"] == "medium" and facts["Rows"] == "51"
+    for rule, column in expected.values():
+        assert (rule + (f" in {column}" if column else "")).replace("_", "\\\\_") in text
     # The offending value is shown, inert: no raw tag, no live markdown link.
     assert "&lt;script&gt;" in text and "<script>" not in text
     assert "\\\\[click\\\\]" in text and "[click]" not in text
@@ -190,7 +194,8 @@ def test_an_all_bad_file_goes_to_bad_data_and_alerts_as_messagecard(
     assert (row["valid"], row["invalid"], row["criticality"]) == (0, 20, "high")
     assert row["issues"][("missing_column", missing)] == ("file", 20)
     [card] = teams.received
-    assert card["@type"] == "MessageCard" and "HIGH" in card["title"]
+    assert card["@type"] == "MessageCard" and card["themeColor"] == "C62828"  # high
+    assert "missing\\_column in" in card["title"]
 
 
 def test_an_unparseable_file_is_kept_whole_in_bad_data(
@@ -230,7 +235,7 @@ def test_a_file_over_the_size_limit_goes_whole_to_bad_data(
     assert row["issues"] == {("file_too_large", ""): ("file", 25_000)}
     assert "INGEST_MAX_FILE_MB" in row["parse_error"]
     [card] = teams.received
-    assert "HIGH" in json.dumps(card)
+    assert "file\\\\_too\\\\_large" in json.dumps(card)
 
 
 def test_an_empty_folder_skips_the_whole_run(dag_env, tmp_path):

@@ -4,6 +4,7 @@ streams, rows conserved, and the size limit (without Airflow, without TFDV)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,7 @@ from pipelines.ingestion.result import (
     Anomaly,
     Criticality,
     Drift,
+    DriftWindow,
     FeatureStats,
     Issue,
     ValidationResult,
@@ -52,6 +54,7 @@ def _full_result() -> ValidationResult:
         issues=(Issue("out_of_range", "age", "row", 1, "d", "-1"),),
         anomalies=(Anomaly("age", ("SCHEMA_NEW_COLUMN",), "short", "long"),),
         drift=(Drift("age", "jensen_shannon", 0.2, 0.1, "drift", 300),),
+        drift_window=DriftWindow(rows=300, files=2, names=("a--1.csv", "g.csv"), own=False),
         feature_stats=(
             FeatureStats(
                 "sex", "categorical", {"unique": 2, "top": [["m", 0.5]], "missing": 0}, None
@@ -111,6 +114,19 @@ def test_one_criticality_type_for_validation_settings_alerts_and_sql(db_conn):
         load_pipeline_settings({"ALERT_MIN_CRITICALITY": "critical"})
     assert set(alerts.COLORS) == set(alerts.ADAPTIVE_COLORS) == set(levels)
     assert criticality(_full_result()) is Criticality.MEDIUM  # 20% bad rows
+
+
+def test_a_file_is_rated_on_its_own_rows_not_on_a_pooled_drift_window():
+    """Issue 15: a clean file was rated medium because an earlier file of its window drifted.
+    Pooled drift is the stream's condition (its own alert); a file's own drift is its own."""
+    drift = (Drift("age", "jensen_shannon", 0.22, 0.1, "drift", 300),)
+    pooled = DriftWindow(rows=300, files=6, names=("c--1.csv", "g1.csv"), own=False)
+    clean = ValidationResult("c--1.csv", 50, 0, Criticality.NONE, drift=drift, drift_window=pooled)
+    assert criticality(clean) is Criticality.NONE
+    own = DriftWindow(rows=400, files=1, names=("c--1.csv",), own=True)
+    assert criticality(replace(clean, rows_total=400, drift_window=own)) is Criticality.MEDIUM
+    # A result from before the window was recorded: drift of unknown rows never rates a file.
+    assert criticality(replace(clean, drift_window=None)) is Criticality.NONE
 
 
 def _mixed(clean: pd.DataFrame) -> tuple[pd.DataFrame, dict[int, list[tuple[str, str, str]]]]:

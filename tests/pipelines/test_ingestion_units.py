@@ -152,15 +152,26 @@ def test_alert_levels_and_delivery_errors():
         alerts.post("http://127.0.0.1:9/hook", {"x": 1}, timeout_s=2)
 
 
-def test_without_a_webhook_the_report_link_goes_to_the_log(caplog):
-    link = "http://127.0.0.1:8000/reports/r-1a2b3c4d.html?expires=1&sig=s"
+def test_without_a_webhook_the_card_and_its_links_go_to_the_log(caplog):
+    from datetime import UTC, datetime
+
+    from pipelines.ingestion import alert_state
+
+    links = alerts.Links("http://127.0.0.1:8000/reports")  # no key: unsigned links
+    observation = alerts.file_observation(
+        _result("r--1.csv", 3, 1, issues=(Issue("missing_value", "age", "row", 1, "empty"),)),
+        minimum=Criticality.LOW, report_name="r-1a2b3c4d.html",
+    )  # fmt: skip
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    problems = tuple(
+        alert_state.ToldProblem(o.key, o.kind, o.title, True, 1, 1, now, now, o.detail)
+        for o in observation.occurrences
+    )
+    source = alert_state.SourceLine("r--1.csv", "low", 3, 1, "r-1a2b3c4d.html", None, ())
+    card = alert_state.Card("problem", problems, (source,), now, now)
     with caplog.at_level("WARNING"):
-        outcome = alerts.send_alert(
-            _result("r--1.csv", 3, 1), report_url=link, webhook_url=None, fmt="adaptive",
-            minimum=Criticality.LOW,
-        )  # fmt: skip
-    assert outcome["sent"] is False and outcome["report_url"] == link
-    assert link in caplog.text
+        assert alerts.teams_delivery(None, "adaptive", links)(card) is False
+    assert "http://127.0.0.1:8000/reports/r-1a2b3c4d.html" in caplog.text
 
 
 def test_the_report_is_self_contained_and_escapes_data():
