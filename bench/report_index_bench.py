@@ -26,12 +26,12 @@ import httpx
 
 from bench.service_bench import _pct, timed_requests, train_into
 from mlsys import report_links
-from ops import pg
 from mlsys.api_auth import ensure_local_credentials
 from mlsys.config import get_settings
 from mlsys.credentials import resolve_secret
 from mlsys.db import migrate, psycopg2_dsn
 from mlsys.features import load_feature_spec
+from ops import pg
 
 FILES = int(os.environ.get("BENCH_INDEX_FILES", 100_000))
 REQUESTS = int(os.environ.get("BENCH_INDEX_REQUESTS", 100))
@@ -71,7 +71,7 @@ def explain(dsn: str, params: dict) -> str:
     """The page query's plan, one line per node, with its actual time."""
     import psycopg2
 
-    from service.report_index import PAGE_SQL
+    from service.routes.report_index import PAGE_SQL
 
     with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
         cur.execute("EXPLAIN (ANALYZE, COSTS OFF, SUMMARY OFF) " + PAGE_SQL, params)
@@ -80,7 +80,7 @@ def explain(dsn: str, params: dict) -> str:
 
 def main() -> int:
     from service import launch
-    from service.report_index import IndexQuery, sql_params
+    from service.routes.report_index import IndexQuery, sql_params
 
     settings = get_settings()
     spec = load_feature_spec(settings.schema_path, target=settings.target_column)

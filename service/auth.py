@@ -78,6 +78,11 @@ class Authenticator:
         self._tokens = tuple((token.encode(), role) for role, token in tokens.items())
         self._report_key = report_key
 
+    @property
+    def report_key(self) -> bytes | None:
+        """The key that signs report and index links (None: links are not signed)."""
+        return self._report_key
+
     def role_of(self, token: str) -> Role | None:
         """The role whose token this is (constant time in the token), or None."""
         given = token.encode()

@@ -12,12 +12,19 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from mlsys.config import Settings, get_settings
 from mlsys.features import FeatureSpec, load_feature_spec
-from service import openapi_docs, report_index
+from service import openapi_docs
 from service.auth import Authenticator
 from service.config import ServiceSettings, allowed_hosts, get_service_settings
 from service.errors import add_exception_handlers
 from service.lifespan import lifespan
-from service.routes import health, model_info, past_predictions, predict, reports
+from service.routes import (
+    health,
+    model_info,
+    past_predictions,
+    predict,
+    report_index,
+    reports,
+)
 
 
 def create_app(

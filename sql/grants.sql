@@ -16,7 +16,7 @@ GRANT USAGE ON SEQUENCE predictions_id_seq TO {service};
 -- The UI's chunks carry an Idempotency-Key: a resend finds the first answer (0005). A key is
 -- written once, then given the ids of its predictions in the same transaction.
 GRANT SELECT, INSERT, UPDATE ON idempotent_requests TO {service};
--- The index of reports (GET /reports/, service/report_index.py) lists the ingested files,
+-- The index of reports (GET /reports/, service/routes/report_index.py) lists the ingested files,
 -- their issue types and the criticality levels: read, never written.
 GRANT SELECT ON ingestion_files, data_quality_issues, criticality_levels TO {service};
 -- The service records the metadata of the model it loads (0007): written once per version

@@ -112,7 +112,7 @@ def test_the_service_stores_predictions_reads_ingested_files_and_nothing_else(pg
             cur.execute("SELECT count(*) FROM predictions WHERE id = %s", (new_id,))
             assert cur.fetchone() == (1,)
             cur.execute("SELECT nextval('predictions_id_seq')")  # the COPY path takes ids first
-            # The index of reports reads the ingested files (service/report_index.py).
+            # The index of reports reads the ingested files (service/routes/report_index.py).
             cur.execute("SELECT count(*) FROM ingestion_files f JOIN data_quality_issues q "
                         "ON q.file_id = f.id JOIN criticality_levels l ON l.level = f.criticality")  # fmt: skip
         for statement in (

@@ -1,4 +1,4 @@
-"""The index of reports (service/report_index.py): its signed links, filters, pages, headers.
+"""The index of reports (service/routes/report_index.py): its signed links, filters, pages, headers.
 
 Route tests run against the real uvicorn service and PostgreSQL of tests/service/conftest.py.
 """

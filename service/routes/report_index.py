@@ -18,7 +18,6 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -28,12 +27,11 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from mlsys import api_auth, report_links
-from mlsys.config import get_settings
-from service.auth import Authenticator, Credentials, load_report_key, load_tokens
+from service.auth import Authenticator, Credentials
 from service.predictions import decode_cursor, encode_cursor, parse_instant
 from service.validation import RequestError
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 # A filter value longer than any file name or error type we store is a mistake, not a search.
@@ -273,26 +271,20 @@ def index_query(
 
 
 # --- access -----------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def _access() -> tuple[Authenticator, bytes | None]:
-    """This worker's tokens and link key, read once, from where the service's lifespan read
-    them (which refuses to start without the tokens, so this cannot fail afterwards)."""
-    var_dir = get_settings().var_dir
-    auth = Authenticator()
-    key = load_report_key(var_dir)
-    auth.load(load_tokens(var_dir), key)
-    return auth, key
-
-
 def page_expiry(
-    credentials, expires: str | None, sig: str | None, *, now: float | None = None
+    auth: Authenticator,
+    credentials,
+    expires: str | None,
+    sig: str | None,
+    *,
+    now: float | None = None,
 ) -> tuple[int | None, bytes | None]:
     """Until when the page's links may be signed (None: not signed), and the key to sign them.
 
     A token (any role) is checked first; otherwise a valid index signature is required.
     Raises AuthError 401 without either, 403 for a bad or expired signature.
     """
-    auth, key = _access()
+    key = auth.report_key
     current = int(now if now is not None else time.time())
     if credentials is not None:
         auth.check(credentials.credentials, frozenset(api_auth.REPORTS), "read reports")
@@ -389,7 +381,7 @@ async def report_index(
         "start": start or "", "end": end or "", "limit": limit or "",
     }  # fmt: skip
     try:
-        until, key = page_expiry(credentials, expires, sig)
+        until, key = page_expiry(request.app.state.auth, credentials, expires, sig)
     except SignatureRefused:
         body = render(
             page=None, q=None, form=form, error=BAD_LINK, expires=None, key=None, refused=True
@@ -401,7 +393,7 @@ async def report_index(
             limit=limit, cursor=cursor,
         )  # fmt: skip
         db = request.app.state.db
-        reports_dir = get_settings().reports_dir
+        reports_dir = request.app.state.settings.reports_dir
         page = await db.call(db.transaction, lambda conn: read_page(conn, q, reports_dir))
     except BadFilter as exc:
         body = render(page=None, q=None, form=form, error=str(exc), expires=until, key=key)
