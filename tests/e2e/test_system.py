@@ -26,7 +26,11 @@ from mlsys.api_auth import TOKEN_NAMES, Role, bearer_headers
 from mlsys.config import ROOT, load_settings
 from mlsys.features import Kind, get_feature_spec
 from ops import pg
-from tests.pipelines.conftest import TeamsReceiver, teams  # noqa: F401 (fixture)
+from tests.pipelines.conftest import (  # noqa: F401 (fixtures)
+    TeamsReceiver,
+    fresh_alerts,
+    teams,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
