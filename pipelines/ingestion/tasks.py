@@ -51,7 +51,11 @@ def read_data(
         if outcome.pruned:
             log.info("pruned %d archived raw files older than %d days", outcome.pruned,
                      ps.ingest_archive_days)  # fmt: skip
-        found = claim.settled_scan(folders.raw, ps.ingest_settle_seconds)
+        # Evidence that a file is settled is shared (the trigger, earlier runs): a file seen
+        # unchanged for INGEST_SETTLE_SECONDS before this run started is claimed at once.
+        found = claim.settled_scan(
+            folders.raw, ps.ingest_settle_seconds, sightings_path=ps.sightings_path
+        )
         for name in lifecycle.refuse_all(conn, found.refused, folders, lambda n: notify(ps, n)):
             log.warning("refused %r: moved to bad_data with its reasons", name)
         claimed = lifecycle.claim_next(
@@ -145,3 +149,10 @@ def split_and_save_data(
         ps.core.good_data_dir,
         ps.core.bad_data_dir,
     ).to_dict()
+
+
+def good_data_event(outcome: dict[str, Any]) -> dict[str, Any]:
+    """The extra of the good-data asset event a split emits (what a prediction run was
+    triggered by): the file written and its rows. JSON-ready, a few fields."""
+    good = outcome.get("good")
+    return {"file": Path(good).name if good else None, "good_rows": outcome.get("good_rows", 0)}
