@@ -14,6 +14,8 @@ from mlsys.config import ROOT, Settings
 from mlsys.credentials import ensure_secret, resolve_secret, secrets_dir
 
 DAGS_FOLDER = ROOT / "pipelines" / "dags"
+# Holds `airflow_local_settings.py`: the scheduler preloads the task modules (pipelines/preload.py).
+LOCAL_SETTINGS_DIR = ROOT / "pipelines" / "airflow_settings"
 # Airflow's simple auth manager: one user, `admin`, with the role admin; its password is the
 # secret AIRFLOW_ADMIN_PASSWORD (env, _FILE, or VAR_DIR/secrets/airflow_admin_password).
 ADMIN_USER = "admin"
@@ -73,6 +75,13 @@ def airflow_environment(
         "AIRFLOW_HOME": str(home),
         # Airflow spawns `airflow ...` sub-commands (task runners) through PATH.
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(LOCAL_SETTINGS_DIR), os.environ.get("PYTHONPATH", "")) if p
+        ),
+        # Task processes are forked from the scheduler, which preloads numpy/pandas: no BLAS
+        # or OpenMP thread pools to carry across a fork, and none needed by the tasks.
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
