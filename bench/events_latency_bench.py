@@ -68,7 +68,9 @@ def main() -> int:
             now = time.monotonic()
             if len(dropped) < files and now >= next_drop:
                 name = f"{tag}-{len(dropped):03d}"
-                dropped[name] = live.drop(f"{name}.csv", file_text(header, lines, len(dropped), ROWS))
+                dropped[name] = live.drop(
+                    f"{name}.csv", file_text(header, lines, len(dropped), ROWS)
+                )
                 next_drop = now + gap_s
                 loads.append(os.getloadavg()[0])
                 if len(dropped) == files:

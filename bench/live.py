@@ -143,14 +143,22 @@ def file_text(header: str, lines: list[str], index: int, rows: int) -> str:
 @contextmanager
 def live_system(prefix: str, extra: dict[str, str] | None = None) -> Iterator[Live]:
     root = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
-    env = dict(os.environ) | {
-        "VAR_DIR": str(root / "var"),
-        "DATA_DIR": str(root / "data"),
-        "MODEL_DIR": os.environ.get("BENCH_MODEL_DIR", str(root / "models")),
-        "AIRFLOW_DEV_ALL_ADMINS": "1",  # the bench reads runs through Airflow's API
-        "AIRFLOW_LOG_SERVER_PORT": str(free_port()),
-        "TEAMS_WEBHOOK_URL": "",
-    } | {name: str(free_port()) for name in PORT_NAMES} | (extra or {})
+    # mkdtemp makes it 0700; the embedded PostgreSQL runs as its own user (as root) and must
+    # traverse it to reach VAR_DIR. Only this throw-away folder is opened, not its contents.
+    root.chmod(0o711)
+    env = (
+        dict(os.environ)
+        | {
+            "VAR_DIR": str(root / "var"),
+            "DATA_DIR": str(root / "data"),
+            "MODEL_DIR": os.environ.get("BENCH_MODEL_DIR", str(root / "models")),
+            "AIRFLOW_DEV_ALL_ADMINS": "1",  # the bench reads runs through Airflow's API
+            "AIRFLOW_LOG_SERVER_PORT": str(free_port()),
+            "TEAMS_WEBHOOK_URL": "",
+        }
+        | {name: str(free_port()) for name in PORT_NAMES}
+        | (extra or {})
+    )
     for key in ("DATABASE_URL", "API_URL", "TFDV_WORKER_URL", "REPORT_BASE_URL"):
         env.pop(key, None)
     py = sys.executable
@@ -176,23 +184,30 @@ def live_system(prefix: str, extra: dict[str, str] | None = None) -> Iterator[Li
 def task_timings(live: Live, dag_id: str, since_iso: str, limit: int = 1000) -> dict[str, list]:
     """Per task of `dag_id`'s runs after `since_iso`: durations (s), and per run the wait from
     the run's start to each task's start, from Airflow's REST API."""
+    import urllib.parse
     from datetime import datetime
 
-    runs = live.airflow(
-        f"/api/v2/dags/{dag_id}/dagRuns?run_after_gte={since_iso}&limit={limit}"
-    )["dag_runs"]
+    runs: list[dict] = []
+    while len(runs) < limit:  # the API serves at most 100 runs a page
+        query = urllib.parse.urlencode({"run_after_gte": since_iso, "limit": 100,
+                                        "offset": len(runs), "order_by": "run_after"})  # fmt: skip
+        page = live.airflow(f"/api/v2/dags/{dag_id}/dagRuns?{query}")["dag_runs"]
+        runs += page
+        if len(page) < 100:
+            break
     durations: dict[str, list[float]] = {}
     run_walls: list[float] = []
     for run in runs:
         if not run.get("end_date") or not run.get("start_date"):
             continue
         run_walls.append(
-            (datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["start_date"]))
-            .total_seconds()
+            (
+                datetime.fromisoformat(run["end_date"]) - datetime.fromisoformat(run["start_date"])
+            ).total_seconds()
         )
-        tis = live.airflow(
-            f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances"
-        )["task_instances"]
+        tis = live.airflow(f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}/taskInstances")[
+            "task_instances"
+        ]
         for ti in tis:
             if ti.get("state") == "success" and ti.get("duration") is not None:
                 durations.setdefault(ti["task_id"], []).append(float(ti["duration"]))
@@ -202,4 +217,6 @@ def task_timings(live: Live, dag_id: str, since_iso: str, limit: int = 1000) -> 
 def summarize(values: list[float]) -> str:
     if not values:
         return "-"
-    return f"median {statistics.median(values):.1f} s, p95 {pct(values, 95):.1f} s (n={len(values)})"
+    return (
+        f"median {statistics.median(values):.1f} s, p95 {pct(values, 95):.1f} s (n={len(values)})"
+    )

@@ -14,7 +14,6 @@ from pipelines import assets, runtime
 from pipelines.config import get_pipeline_settings
 
 SETTINGS = get_pipeline_settings()
-TFDV_PYTHON = str(SETTINGS.tfdv_python)
 GOOD_DATA = assets.good_data(SETTINGS)
 
 
@@ -56,18 +55,12 @@ def ingest_data():
             raise AirflowSkipException("raw-data has no file to ingest")
         return claimed | tasks.validation_request(get_pipeline_settings())
 
-    @task.external_python(
-        python=TFDV_PYTHON,
-        expect_airflow=False,
-        multiple_outputs=False,
-        show_return_value_in_logs=False,
-    )
+    # The warm TFDV worker validates (an HTTP call); without it, the tfdv interpreter.
+    @task(multiple_outputs=False, show_return_value_in_logs=False)
     def validate_data(claimed: dict) -> dict:
-        from pipelines.ingestion.tfdv_worker import validate_claimed
+        from pipelines.ingestion import tasks
 
-        return validate_claimed(
-            claimed["path"], claimed["config"], claimed["worker_url"], claimed["worker_timeout_s"]
-        )
+        return tasks.validate_data(claimed, get_pipeline_settings().tfdv_python)
 
     @task
     def save_statistics(result: dict) -> int:
