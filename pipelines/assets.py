@@ -13,6 +13,9 @@ from airflow.sdk import Asset, AssetWatcher
 from pipelines.config import PipelineSettings
 from pipelines.ingestion.trigger import RawDataTrigger
 
+# Names and URIs do not carry DATA_DIR: Airflow identifies an asset by both and deactivates a
+# second asset of the same name with another URI, so a moved DATA_DIR (or a test's) would make
+# the split's outlet "inactive" and fail the task. The folder is in `extra`.
 RAW_DATA = "raw-data"
 GOOD_DATA = "good-data"
 
@@ -28,11 +31,12 @@ def raw_data(ps: PipelineSettings) -> Asset:
     )
     return Asset(
         name=RAW_DATA,
-        uri=ps.core.raw_data_dir.resolve().as_uri(),
+        uri=RAW_DATA,
+        extra={"path": str(ps.core.raw_data_dir)},
         watchers=[AssetWatcher(name="raw-data-files", trigger=trigger)],
     )
 
 
 def good_data(ps: PipelineSettings) -> Asset:
     """DATA_DIR/good_data: one asset event per split that wrote good rows."""
-    return Asset(name=GOOD_DATA, uri=ps.core.good_data_dir.resolve().as_uri())
+    return Asset(name=GOOD_DATA, uri=GOOD_DATA, extra={"path": str(ps.core.good_data_dir)})
