@@ -154,12 +154,16 @@ def main() -> int:
                  "split_and_save_data"):  # fmt: skip
         print(f"  {task:<20} {summarize(timings.get(task, []))}")
     print(f"predict_new_data runs: {predict['runs'][0]}, wall {summarize(predict['run_wall'])}")
-    exact = (state.get("ingested") == files and state.get("rows_total") == files * rows
-             and state.get("predicted") == state.get("distinct") == state.get("rows_valid"))  # fmt: skip
-    print(
-        f"exactly once: {'yes' if exact else 'NO'}; goal {GOAL_S / 60:.0f} min: "
-        + ("met" if predicted_at is not None and predicted_at <= GOAL_S else "NOT met")
-    )
+    # Exactly once, on what was done so far: one ingestion_files row per file ingested, 50
+    # rows each, no (file, row) predicted twice; complete: every dropped file got there.
+    ingested = state.get("ingested", 0)
+    no_duplicates = (state.get("rows_total") == ingested * rows
+                     and state.get("predicted") == state.get("distinct"))  # fmt: skip
+    complete = ingested == files and state.get("predicted") == state.get("rows_valid")
+    print(f"no file ingested twice, no row predicted twice: {'yes' if no_duplicates else 'NO'}; "
+          f"complete: {'yes' if complete else f'NO ({ingested} of {files} files)'}; "
+          f"goal {GOAL_S / 60:.0f} min: "
+          + ("met" if predicted_at is not None and predicted_at <= GOAL_S else "NOT met"))  # fmt: skip
     return 0 if predicted_at is not None else 1
 
 
