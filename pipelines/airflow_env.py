@@ -86,8 +86,11 @@ def airflow_environment(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        # Two cores: a few task processes at a time is what this machine can run.
-        "AIRFLOW__CORE__PARALLELISM": "4",
+        # Two cores: a few task processes at a time is what this machine can run. A task of
+        # ours uses the CPU for well under a second and waits on Airflow the rest of the time;
+        # six slots kept a backlog moving where four left them idle between tasks (docs/
+        # ingestion.md, "Backlog"), and Airflow runs at nice 10 behind the API.
+        "AIRFLOW__CORE__PARALLELISM": "6",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url or settings.airflow_database_url,
         "AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS": "False",
         "AIRFLOW__API__PORT": str(api_port),
