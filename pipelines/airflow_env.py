@@ -14,6 +14,8 @@ from mlsys.config import ROOT, Settings, get_settings
 from mlsys.credentials import ensure_secret, resolve_secret, secrets_dir
 
 DAGS_FOLDER = ROOT / "pipelines" / "dags"
+# Holds `airflow_local_settings.py`: the scheduler preloads the task modules (pipelines/preload.py).
+LOCAL_SETTINGS_DIR = ROOT / "pipelines" / "airflow_settings"
 # Airflow's simple auth manager: one user, `admin`, with the role admin; its password is the
 # secret AIRFLOW_ADMIN_PASSWORD (env, _FILE, or VAR_DIR/secrets/airflow_admin_password).
 ADMIN_USER = "admin"
@@ -73,12 +75,22 @@ def airflow_environment(
         "AIRFLOW_HOME": str(home),
         # Airflow spawns `airflow ...` sub-commands (task runners) through PATH.
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(LOCAL_SETTINGS_DIR), os.environ.get("PYTHONPATH", "")) if p
+        ),
+        # Task processes are forked from the scheduler, which preloads numpy/pandas: no BLAS
+        # or OpenMP thread pools to carry across a fork, and none needed by the tasks.
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        # Two cores: a few task processes at a time is what this machine can run.
-        "AIRFLOW__CORE__PARALLELISM": "4",
+        # Two cores: a few task processes at a time is what this machine can run. A task of
+        # ours uses the CPU for well under a second and waits on Airflow the rest of the time;
+        # six slots kept a backlog moving where four left them idle between tasks (docs/
+        # ingestion.md, "Backlog"), and Airflow runs at nice 10 behind the API.
+        "AIRFLOW__CORE__PARALLELISM": "6",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url or settings.airflow_database_url,
         "AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS": "False",
         "AIRFLOW__API__PORT": str(api_port),

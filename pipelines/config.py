@@ -49,11 +49,23 @@ class PipelineSettings:
     ingest_max_attempts: int = 3
     # Days an ingested raw file stays in DATA_DIR/archive/.
     ingest_archive_days: int = 30
+    # The raw-data trigger (pipelines/ingestion/trigger.py): seconds between two scans, and
+    # after which still-unclaimed files fire again when nothing changed.
+    ingest_trigger_poll_seconds: float = 1.0
+    ingest_trigger_repeat_seconds: float = 30.0
 
     @property
     def processing_dir(self) -> Path:
         """Claimed raw files wait here while a run validates and splits them."""
         return self.core.data_dir / "processing"
+
+    @property
+    def sightings_path(self) -> Path:
+        """When each raw-data file was first seen unchanged (claim.Sightings), shared by the
+        runs and the raw-data trigger."""
+        from pipelines.ingestion.claim import SIGHTINGS_NAME
+
+        return self.processing_dir / SIGHTINGS_NAME
 
     @property
     def archive_dir(self) -> Path:
@@ -108,6 +120,12 @@ def load_pipeline_settings(env: dict[str, str] | None = None) -> PipelineSetting
         ingest_settle_seconds=env_float(env, "INGEST_SETTLE_SECONDS", 5.0, low=0.0, high=3600.0),
         ingest_max_attempts=env_int(env, "INGEST_MAX_ATTEMPTS", 3, low=1, high=100),
         ingest_archive_days=env_int(env, "INGEST_ARCHIVE_DAYS", 30, low=1, high=36_500),
+        ingest_trigger_poll_seconds=env_float(
+            env, "INGEST_TRIGGER_POLL_SECONDS", 1.0, low=0.1, high=3600.0
+        ),
+        ingest_trigger_repeat_seconds=env_float(
+            env, "INGEST_TRIGGER_REPEAT_SECONDS", 30.0, low=1.0, high=24 * 3600.0
+        ),
     )
 
 

@@ -1,26 +1,37 @@
-"""Ingest one raw file a minute: claim it, validate it with TFDV, then in parallel save its
-statistics, alert on it and split it into good and bad data. Logic: pipelines/ingestion/."""
+"""Ingest one raw file per run: claim it, validate it with TFDV, then in parallel save its
+statistics, alert on it and split it into good and bad data. Runs every minute and also
+seconds after a file lands in raw-data (the raw-data asset's watcher). Logic:
+pipelines/ingestion/."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from pipelines import runtime
+from pipelines import assets, runtime
 from pipelines.config import get_pipeline_settings
 
-TFDV_PYTHON = str(get_pipeline_settings().tfdv_python)
+SETTINGS = get_pipeline_settings()
+GOOD_DATA = assets.good_data(SETTINGS)
 
 
 @dag(
     dag_id="ingest_data",
-    schedule="* * * * *",
+    # Every minute (the contract), and whenever the raw-data trigger sees a settled file that
+    # no run has claimed: events arriving while runs are active become one queued run.
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("* * * * *", timezone="UTC"),
+        assets=assets.raw_data(SETTINGS),
+    ),
     start_date=datetime(2026, 1, 1),
     catchup=False,
-    # Claims are atomic, so two runs may overlap safely when validation is slow.
-    max_active_runs=2,
+    # Claims are atomic, so runs may overlap safely. Most of a run's wall time is Airflow
+    # scheduling its next task (no CPU used), so a backlog drains faster with a few runs in
+    # flight; the CPU stays bounded by the task slots (AIRFLOW__CORE__PARALLELISM=6, shared with
+    # predict_new_data) and Airflow runs reniced (pipelines/launch.py), behind the API.
+    max_active_runs=6,
     # A task failing after its retries tells Teams (pipelines/runtime.py); its file stays
     # claimed until the run has ended, then goes back to raw-data or, at the last of
     # INGEST_MAX_ATTEMPTS, to bad_data (pipelines/ingestion/lifecycle.py).
@@ -46,18 +57,12 @@ def ingest_data():
             raise AirflowSkipException("raw-data has no file to ingest")
         return claimed | tasks.validation_request(get_pipeline_settings())
 
-    @task.external_python(
-        python=TFDV_PYTHON,
-        expect_airflow=False,
-        multiple_outputs=False,
-        show_return_value_in_logs=False,
-    )
+    # The warm TFDV worker validates (an HTTP call); without it, the tfdv interpreter.
+    @task(multiple_outputs=False, show_return_value_in_logs=False)
     def validate_data(claimed: dict) -> dict:
-        from pipelines.ingestion.tfdv_worker import validate_claimed
+        from pipelines.ingestion import tasks
 
-        return validate_claimed(
-            claimed["path"], claimed["config"], claimed["worker_url"], claimed["worker_timeout_s"]
-        )
+        return tasks.validate_data(claimed, get_pipeline_settings().tfdv_python)
 
     @task
     def save_statistics(result: dict) -> int:
@@ -71,11 +76,14 @@ def ingest_data():
 
         return tasks.send_alerts(get_pipeline_settings(), result)
 
-    @task(multiple_outputs=False)
-    def split_and_save_data(claimed: dict, result: dict) -> dict:
+    # Its success is a good-data asset event, which starts a prediction run.
+    @task(multiple_outputs=False, outlets=[GOOD_DATA])
+    def split_and_save_data(claimed: dict, result: dict, *, outlet_events=None) -> dict:
         from pipelines.ingestion import tasks
 
-        return tasks.split_and_save_data(get_pipeline_settings(), claimed, result)
+        outcome = tasks.split_and_save_data(get_pipeline_settings(), claimed, result)
+        outlet_events[GOOD_DATA].extra = tasks.good_data_event(outcome)
+        return outcome
 
     claimed = read_data()
     result = validate_data(claimed)

@@ -1,20 +1,26 @@
-"""Every two minutes, predict the good_data files that are not yet in the ledger through the
+"""Every two minutes, and when an ingestion run wrote good data, predict the good_data files that are not yet in the ledger through the
 model API (source `scheduled`), each row exactly once. Logic: pipelines/prediction/."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from airflow.sdk import dag, task
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from pipelines import runtime
+from pipelines import assets, runtime
 from pipelines.config import get_pipeline_settings
 
 
 @dag(
     dag_id="predict_new_data",
-    schedule="*/2 * * * *",
+    # Every two minutes (the contract), and on each good-data event from `split_and_save_data`:
+    # events arriving during a run collapse into one queued run, which predicts every file
+    # not yet in the ledger.
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("*/2 * * * *", timezone="UTC"),
+        assets=assets.good_data(get_pipeline_settings()),
+    ),
     start_date=datetime(2026, 1, 1),
     catchup=False,
     # Two overlapping runs would list and send the same new files: harmless (the API stores a

@@ -15,6 +15,7 @@ The contract with writers (docs/ingestion.md, "What raw-data accepts"):
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import re
@@ -112,16 +113,120 @@ def scan(raw_dir: Path) -> Scan:
     return Scan(candidates, sorted(refused, key=lambda r: r.path.name))
 
 
-def settled_scan(
-    raw_dir: Path, settle_s: float, *, sleep: Callable[[float], None] = time.sleep
-) -> Scan:
-    """Scan twice, `settle_s` apart, and keep the CSV files that did not change in between.
+def boot_id() -> str:
+    """Changes at every boot of the machine (Linux); '' where unknown. The monotonic clock
+    counts from the boot, so monotonic times are comparable only within one boot id."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
 
-    Only the two observations are compared (never an mtime against the wall clock), and
-    time.sleep() waits on the monotonic clock, so a clock jump neither shortens nor stretches
-    the wait. No sleep when there is nothing to wait for.
+
+SIGHTINGS_NAME = ".raw-data-sightings.json"  # in processing/: ours, never taken for data
+
+
+@dataclass(frozen=True)
+class Sightings:
+    """When each raw-data candidate was first seen with its current (size, mtime, inode,
+    device), on the monotonic clock, as recorded in a small JSON file shared by every
+    observer (each `read_data`, the raw-data trigger): the evidence that a file is settled is
+    gathered once, by whoever looked first, instead of by a wait in every run.
+
+    The rule is the one `settled_scan` always applied: two observations at least `settle_s`
+    apart, same signature. Only observations are compared (never an mtime against "now"), and
+    only within one boot (the monotonic clock restarts at boot). Two observers writing at once
+    may lose each other's new sightings (the last rename wins): that only delays a claim, as
+    every recorded sighting is a real observation.
+    """
+
+    boot: str
+    seen: dict[str, tuple[int, int, int, int, float]]  # name -> (*signature, first seen)
+
+    @classmethod
+    def load(cls, path: Path) -> Sightings:
+        boot = boot_id()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("boot") != boot or not boot:
+                return cls(boot, {})
+            seen = {str(k): tuple(v) for k, v in data["seen"].items() if len(v) == 5}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return cls(boot, {})  # absent or unreadable: no evidence yet, nothing claimed early
+        return cls(boot, seen)  # type: ignore[arg-type]
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(3)}.tmp")
+        tmp.write_text(json.dumps({"boot": self.boot, "seen": self.seen}), encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def observe(
+    raw_dir: Path,
+    sightings_path: Path,
+    settle_s: float,
+    *,
+    now: Callable[[], float] = time.monotonic,
+) -> tuple[Scan, float | None]:
+    """Scan raw-data once and record what was seen; the candidates settled by the recorded
+    evidence, and the seconds until the next unsettled candidate could settle (None when
+    every candidate is settled or there is none).
+
+    A candidate is settled when it was first seen with its current signature at least
+    `settle_s` ago (by this or another observer). The file is rewritten only when a sighting
+    is new or changed, so polling an unchanged folder writes nothing.
+    """
+    found = scan(raw_dir)
+    if settle_s <= 0:
+        return found, None
+    recorded = Sightings.load(sightings_path)
+    t = now()
+    seen: dict[str, tuple[int, int, int, int, float]] = {}
+    settled: dict[Path, tuple[int, int, int, int]] = {}
+    changed = False
+    wait: float | None = None
+    for path, sig in found.candidates.items():
+        old = recorded.seen.get(path.name)
+        if old is not None and tuple(old[:4]) == sig and old[4] <= t:
+            first = old[4]
+        else:
+            first, changed = t, True
+        seen[path.name] = (*sig, first)
+        age = t - first
+        if age >= settle_s:
+            settled[path] = sig
+        else:
+            wait = settle_s - age if wait is None else min(wait, settle_s - age)
+    if changed:
+        # Entries of files gone (claimed, renamed) are dropped at the same time.
+        Sightings(recorded.boot, seen).save(sightings_path)
+    return Scan(settled, found.refused), wait
+
+
+def settled_scan(
+    raw_dir: Path,
+    settle_s: float,
+    *,
+    sightings_path: Path | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    now: Callable[[], float] = time.monotonic,
+) -> Scan:
+    """The CSV files of raw-data whose size and mtime did not change for `settle_s`.
+
+    With `sightings_path`, earlier observations count (`observe`): files already seen settled
+    by the trigger or an earlier run are returned at once, without a wait. Only when no
+    candidate is settled yet does it wait, on the monotonic clock (time.sleep), until the
+    first could be, and look again; a clock jump neither shortens nor stretches the wait.
+    Without `sightings_path` it scans twice, `settle_s` apart (the observations of this call
+    only). No sleep when there is nothing to wait for.
     """
     raw_dir.mkdir(parents=True, exist_ok=True)
+    if sightings_path is not None:
+        found, wait = observe(raw_dir, sightings_path, settle_s, now=now)
+        if found.candidates or wait is None:
+            return found
+        sleep(wait)
+        return observe(raw_dir, sightings_path, settle_s, now=now)[0]
     first = scan(raw_dir)
     if settle_s <= 0 or not first.candidates:
         return first

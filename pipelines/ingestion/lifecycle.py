@@ -37,12 +37,7 @@ ERROR_CHARS = 2000
 # --- who holds a claim -------------------------------------------------------------------
 
 
-def boot_id() -> str:
-    """Changes at every boot of the machine (Linux); '' where unknown."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
+boot_id = claim.boot_id  # one reader of the boot id (the claim's sightings use it too)
 
 
 def process_start(pid: int) -> str | None:

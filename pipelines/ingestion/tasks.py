@@ -52,7 +52,11 @@ def read_data(
         if outcome.pruned:
             log.info("pruned %d archived raw files older than %d days", outcome.pruned,
                      ps.ingest_archive_days)  # fmt: skip
-        found = claim.settled_scan(folders.raw, ps.ingest_settle_seconds)
+        # Evidence that a file is settled is shared (the trigger, earlier runs): a file seen
+        # unchanged for INGEST_SETTLE_SECONDS before this run started is claimed at once.
+        found = claim.settled_scan(
+            folders.raw, ps.ingest_settle_seconds, sightings_path=ps.sightings_path
+        )
         for name in lifecycle.refuse_all(conn, found.refused, folders, notices.append):
             log.warning("refused %r: moved to bad_data with its reasons", name)
         claimed = lifecycle.claim_next(
@@ -67,6 +71,67 @@ def read_data(
         return None
     return {"path": str(claimed.path), "file": claimed.path.name,
             "original_name": claimed.original_name}  # fmt: skip
+
+
+def validate_data(claimed: dict[str, Any], tfdv_python: Path) -> dict[str, Any]:
+    """The body of `validate_data`: `ValidationResult.to_dict()` of the claimed file.
+
+    The warm TFDV worker validates it (one HTTP round trip from this process). When the worker
+    cannot be reached, answers 503 "busy", or says nothing for TFDV_WORKER_TIMEOUT_S, the tfdv
+    interpreter validates it here, importing TFDV (15-22 s): the worker is an optimisation,
+    never a dependency. A validation error (the worker's 500, the interpreter's exit status)
+    raises, and Airflow retries the task.
+
+    Measured on the live scheduler (docs/ingestion.md, "Events"): the former
+    `@task.external_python` started the tfdv interpreter twice per run (a pendulum probe, then
+    the call), about 1.5 s under load, to send the same HTTP request.
+    """
+    from pipelines.ingestion.tfdv_worker import WorkerUnavailable, validate_via_worker
+
+    path, config = claimed["path"], claimed["config"]
+    if claimed.get("worker_url"):
+        try:
+            return validate_via_worker(
+                claimed["worker_url"], path, config, claimed["worker_timeout_s"]
+            )
+        except WorkerUnavailable as exc:
+            log.warning("TFDV worker at %s unavailable (%s); validating in %s",
+                        claimed["worker_url"], exc, tfdv_python)  # fmt: skip
+    return validate_in_tfdv_env(tfdv_python, path, config)
+
+
+# Run by the tfdv interpreter: validate without a worker, the result as JSON into argv[3].
+_VALIDATE_SCRIPT = """import json, sys
+from pipelines.ingestion.tfdv_worker import validate_claimed
+result = validate_claimed(sys.argv[1], json.loads(sys.argv[2]), None, 0)
+with open(sys.argv[3], "w", encoding="utf-8") as out:
+    json.dump(result, out)
+"""
+
+
+def validate_in_tfdv_env(tfdv_python: Path, path: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Validate in a new tfdv interpreter (TFDV's pins conflict with Airflow's); raises
+    RuntimeError with the end of its stderr when it fails."""
+    import json
+    import subprocess
+    import tempfile
+
+    from mlsys.config import ROOT
+
+    with tempfile.TemporaryDirectory(prefix="validate-") as tmp:
+        out = Path(tmp) / "result.json"
+        proc = subprocess.run(
+            [str(tfdv_python), "-c", _VALIDATE_SCRIPT, path, json.dumps(config), str(out)],
+            cwd=ROOT, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if proc.stderr:
+            log.info("tfdv interpreter said:\n%s", proc.stderr[-5000:])
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"validation in {tfdv_python} failed (exit {proc.returncode}): "
+                f"{proc.stderr[-3000:]}"
+            )
+        return json.loads(out.read_text(encoding="utf-8"))
 
 
 def notice_occurrence(notice: lifecycle.Notice) -> alert_state.Occurrence:
@@ -190,3 +255,10 @@ def split_and_save_data(
         ps.core.good_data_dir,
         ps.core.bad_data_dir,
     ).to_dict()
+
+
+def good_data_event(outcome: dict[str, Any]) -> dict[str, Any]:
+    """The extra of the good-data asset event a split emits (what a prediction run was
+    triggered by): the file written and its rows. JSON-ready, a few fields."""
+    good = outcome.get("good")
+    return {"file": Path(good).name if good else None, "good_rows": outcome.get("good_rows", 0)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -28,8 +29,22 @@ bag = DagBag(dag_folder=str(DAGS_FOLDER))
 dags = {}
 for dag in bag.dags.values():
     dags[dag.dag_id] = {
-        "schedule": dag.schedule if isinstance(dag.schedule, str) else repr(dag.schedule),
         "timetable": type(dag.timetable).__name__,
+        # AssetOrTimeSchedule: a cron timetable OR asset events.
+        "time": {
+            "timetable": type(getattr(dag.timetable, "timetable", None)).__name__,
+            "cron": getattr(getattr(dag.timetable, "timetable", None), "expression", None),
+        },
+        "assets": [
+            {
+                "name": a.name,
+                "watchers": [
+                    {"name": w.name, "trigger": w.trigger.serialize()} for w in a.watchers
+                ],
+            }
+            for a in ([dag.timetable.asset_condition]
+                      if hasattr(dag.timetable, "asset_condition") else [])
+        ],
         "catchup": dag.catchup,
         "max_active_runs": dag.max_active_runs,
         "tags": sorted(dag.tags),
@@ -39,6 +54,7 @@ for dag in bag.dags.values():
             t.task_id: {
                 "downstream": sorted(t.downstream_task_ids),
                 "retries": t.retries,
+                "outlets": [getattr(o, "name", repr(o)) for o in t.outlets],
                 "retry_delay_s": t.retry_delay.total_seconds(),
                 "on_failure": [
                     f"{c.__module__}.{c.__qualname__}"
@@ -61,9 +77,13 @@ print(json.dumps({
 
 EXPECTED = {
     "ingest_data": {
-        "schedule": "* * * * *",
-        # Claims are atomic (pipelines/ingestion/claim.py): two runs never take the same file.
-        "max_active_runs": 2,
+        "cron": "* * * * *",
+        # ...and raw-data events from its watcher (a file landed), on top of the schedule.
+        "assets": ["raw-data"],
+        "outlets": {"split_and_save_data": ["good-data"]},
+        # Claims are atomic (pipelines/ingestion/claim.py): two runs never take the same file;
+        # the task slots (parallelism 6) bound the CPU, a few runs keep them busy in a backlog.
+        "max_active_runs": 6,
         "tags": {"ingestion", "data-quality"},
         "graph": {
             "read_data": ["split_and_save_data", "validate_data"],
@@ -74,7 +94,10 @@ EXPECTED = {
         },
     },
     "predict_new_data": {
-        "schedule": "*/2 * * * *",
+        "cron": "*/2 * * * *",
+        # ...and good-data events from ingest_data's split.
+        "assets": ["good-data"],
+        "outlets": {},
         # Overlapping runs would send the same files twice.
         "max_active_runs": 1,
         "tags": {"prediction"},
@@ -107,9 +130,13 @@ def test_parsing_the_dag_files_imports_nothing_heavy(dagbag):
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED))
 def test_schedule_concurrency_tags_and_graph(dagbag, dag_id):
     dag, expected = dagbag["dags"][dag_id], EXPECTED[dag_id]
-    assert dag["schedule"] == expected["schedule"]
-    # A cron string is a trigger timetable in Airflow 3 (runs at the tick, empty interval).
-    assert dag["timetable"] == "CronTriggerTimetable"
+    # The cron contract OR asset events; the cron part is a trigger timetable (runs at the
+    # tick, empty interval).
+    assert dag["timetable"] == "AssetOrTimeSchedule"
+    assert dag["time"] == {"timetable": "CronTriggerTimetable", "cron": expected["cron"]}
+    assert [a["name"] for a in dag["assets"]] == expected["assets"]
+    outlets = {t: v["outlets"] for t, v in dag["tasks"].items() if v["outlets"]}
+    assert outlets == expected["outlets"]
     # Without catchup=False a paused or new DAG would start one run per missed tick.
     assert dag["catchup"] is False
     assert dag["max_active_runs"] == expected["max_active_runs"]
@@ -134,3 +161,19 @@ def test_every_task_alerts_when_it_fails_after_its_retries(dagbag, dag_id):
     # in the dag-processor): Teams hears that the pipeline is broken, not only that data is bad.
     for task_id, task in dagbag["dags"][dag_id]["tasks"].items():
         assert task["on_failure"] == ["pipelines.runtime.task_failed"], task_id
+
+
+def test_raw_data_is_watched_by_our_trigger_with_the_settings(dagbag, airflow_env):
+    # The triggerer imports the trigger by its class path: it must be ours and importable.
+    (raw,) = dagbag["dags"]["ingest_data"]["assets"]
+    (watcher,) = raw["watchers"]
+    classpath, kwargs = watcher["trigger"]
+    assert classpath == "pipelines.ingestion.trigger.RawDataTrigger"
+    raw_dir = Path(kwargs["raw_dir"])
+    assert raw_dir.name == "raw-data" and raw_dir.is_absolute()
+    # The sightings are shared with read_data, in the folder of the claimed files.
+    assert Path(kwargs["sightings_path"]).parent == raw_dir.parent / "processing"
+    assert kwargs["settle_s"] == float(airflow_env.get("INGEST_SETTLE_SECONDS", 5))
+    # The prediction DAG's good-data asset is the one the split emits.
+    (good,) = dagbag["dags"]["predict_new_data"]["assets"]
+    assert good["watchers"] == []
