@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from pipelines.ingestion.result import Criticality
@@ -303,6 +303,9 @@ def _tell(conn, policy: Policy, deliver: Deliver, now: datetime) -> list[Card]:
 def _card(untold: list[tuple], due: set[str]) -> Card:
     problems: dict[str, ToldProblem] = {}
     sources: dict[str, SourceLine] = {}
+    # A drift occurrence's rows_total is its window's (many files), not its source file's: a
+    # file's own count, when one of its occurrences has it, wins over a window's.
+    file_totals: dict[str, int] = {}
     for (_, key, kind, title, opened, last_card, seen, source, crit, total, affected, detail,
          report, link) in untold:  # fmt: skip
         new = last_card is None or last_card < opened
@@ -313,6 +316,8 @@ def _card(untold: list[tuple], due: set[str]) -> Card:
             (before.rows_affected if before else 0) + (affected or 0),
             before.first_seen if before else seen, seen, detail,
         )  # fmt: skip
+        if total is not None and kind != "drift":
+            file_totals[source] = total
         line = sources.get(source)
         worse = line is None or _rank(crit) > _rank(line.criticality)
         sources[source] = SourceLine(
@@ -324,6 +329,10 @@ def _card(untold: list[tuple], due: set[str]) -> Card:
             link or (line.link if line else None),
             (line.problems if line else ()) + (title,),
         )
+    sources = {
+        name: replace(line, rows_total=file_totals.get(name, line.rows_total))
+        for name, line in sources.items()
+    }
     # Due (new or cooled down) problems first, then by how many sources they hit.
     ordered = sorted(problems.values(), key=lambda p: (p.key not in due, -p.sources, p.key))
     worst = sorted(

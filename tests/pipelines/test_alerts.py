@@ -9,6 +9,7 @@ of the typed core: minutes pass without sleeping.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import threading
@@ -252,6 +253,21 @@ def test_drift_is_a_condition_of_the_stream_named_by_its_window(fresh_alerts, te
     assert "COMPARATOR\\\\_JENSEN\\\\_SHANNON\\\\_DIVERGENCE\\\\_HIGH" in text
     assert "300 rows of 6 file(s)" in text and "housing" not in text
     assert_links_open(card)
+
+
+def test_a_digest_counts_a_file_by_its_own_rows_not_its_drift_window(fresh_alerts, teams):
+    """A file judged bad with a drifted window of 300 rows: its digest line says its own 30."""
+    window = DriftWindow(rows=300, files=6, names=("a.csv",), own=False)
+    drifting = (Drift("age", "jensen_shannon", 0.22, 0.1, "drift", 300),)
+    for i in range(8):  # a storm: past the card budget, the rest comes as one digest
+        result = bad_file(i, [KINDS[i % len(KINDS)]], rows=30)
+        result = dataclasses.replace(result, drift=drifting, drift_window=window)
+        look(fresh_alerts, teams, result, T0 + timedelta(seconds=20 * i))
+    settle(fresh_alerts, teams, T0 + timedelta(minutes=6))
+    texts = [card_text(c) for c in teams.received]
+    digest = [t for t in texts if "Worst files" in t]
+    assert digest, texts
+    assert " of 30 rows" in digest[-1] and " of 300 rows" not in digest[-1], digest[-1]
 
 
 def test_a_pipeline_failure_storm_is_one_card_then_a_digest(fresh_alerts, teams):
