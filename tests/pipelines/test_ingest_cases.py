@@ -184,7 +184,8 @@ def test_a_failing_run_alerts_holds_its_claim_while_it_runs_then_its_file_is_qua
         assert third.state == "success" and set(third.tasks.values()) == {"skipped"}
     finally:
         broken.close()
-    assert visible(data_dir / "raw-data") == [] and list((data_dir / "processing").glob("*")) == []
+    # processing/ keeps only its hidden journal of settled files (.raw-data-sightings.json)
+    assert visible(data_dir / "raw-data") == [] and visible(data_dir / "processing") == []
     whole = data_dir / "bad_data" / claimed.name
     assert whole.read_bytes() == content
     reasons = json.loads(whole.with_name(whole.stem + ".reasons.json").read_text())
