@@ -33,6 +33,17 @@ sync_env() {
   local env="$1" lockfile="$ROOT/requirements/$1.txt" venv="$VENV_DIR/$1"
   local stamp="$venv/.lock.sha256" want
   want="$(sha256sum "$lockfile" | cut -d' ' -f1)"
+  # An environment imports our packages from the one checkout it was made for (its .pth):
+  # shared with another checkout, it would run that checkout's code with its settings.
+  local pth owner
+  for pth in "$venv"/lib/python*/site-packages/mlsys_worktree.pth; do
+    [ -f "$pth" ] || continue
+    owner="$(cat "$pth")"
+    if [ "$owner" != "$ROOT" ]; then
+      echo "envs: $venv belongs to the checkout $owner, not to $ROOT: give each checkout its own VENV_DIR (uv's cache makes a new one quick)" >&2
+      exit 2
+    fi
+  done
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ]; then
     return 0
   fi

@@ -99,3 +99,26 @@ def test_status_reports_a_recycled_pid_as_stopped(tmp_path):
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_setup_refuses_environments_made_by_another_checkout(tmp_path):
+    """A VENV_DIR shared by two checkouts would run the other checkout's code and secrets."""
+    import subprocess
+
+    from mlsys.config import ROOT, load_settings
+
+    venvs = tmp_path / "venvs"
+    (venvs / "uv" / "bin").mkdir(parents=True)
+    (venvs / "uv" / "bin" / "uv").symlink_to(load_settings({}).venv_dir / "uv" / "bin" / "uv")
+    site = venvs / "app" / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    (site / "mlsys_worktree.pth").write_text("/somewhere/else/mlsys\n")
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "envs.sh"), "app"],
+        env={"PATH": "/usr/bin:/bin", "VENV_DIR": str(venvs)},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "belongs to the checkout /somewhere/else/mlsys" in proc.stderr
+    assert "own VENV_DIR" in proc.stderr
+    assert not (venvs / "app" / "bin").exists()  # nothing installed into it
