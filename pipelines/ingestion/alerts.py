@@ -267,7 +267,9 @@ def render(card: Card, links: Links) -> Rendered:
             buttons.append((f"Report: {s.source}"[:60], links.report(s.report_name)))
         elif s.link:
             buttons.append((f"Log: {s.source}"[:60], s.link))
-    if card.kind == "digest" or not buttons:
+    # The index beside the reports (filterable, newest first); a card about failed runs
+    # links their logs only.
+    if card.kind == "digest" or not buttons or any(s.report_name for s in worst):
         buttons.append(("Open the index of reports", links.index(card.since)))
     return Rendered(title, level, facts, lines, buttons)
 

@@ -253,6 +253,9 @@ def test_drift_is_a_condition_of_the_stream_named_by_its_window(fresh_alerts, te
     assert "COMPARATOR\\\\_JENSEN\\\\_SHANNON\\\\_DIVERGENCE\\\\_HIGH" in text
     assert "300 rows of 6 file(s)" in text and "housing" not in text
     assert_links_open(card)
+    # A problem card links its report first, then the index of reports.
+    assert card_links(card)[0].split("?")[0].endswith(".html")
+    assert urlsplit(card_links(card)[-1]).path == "/reports/"
 
 
 def test_a_digest_counts_a_file_by_its_own_rows_not_its_drift_window(fresh_alerts, teams):
