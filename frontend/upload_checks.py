@@ -219,7 +219,7 @@ def parse_upload(data: bytes, features: Sequence[Feature], *, max_bytes: int) ->
     extra = unexpected_columns(header, features)
     if extra:
         message = rules.unexpected_column_message([f.name for f in features])
-        notes.extend(f"Column {name!r} {message}: ignored." for name in extra)
+        notes.extend(f"Column {name!r} {message}: ignored" for name in extra)
     try:
         check_columns(header, features)
     except CsvError as exc:

@@ -78,7 +78,7 @@ def test_missing_and_extra_columns_are_named(info, applications):
     assert parsed.notes == [
         "Column 'risk' is not a feature of the model (the features are: "
         + ", ".join(f.name for f in info.features)
-        + "): ignored."
+        + "): ignored"
     ]
 
 
