@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.scratch import scratch_database
 from bench.service_bench import train_into
 from frontend.api_client import ApiClient, parse_model_info
 from frontend.chunked_sending import send_in_chunks
 from frontend.upload_checks import parse_upload
+from mlsys.api_auth import TOKEN_NAMES, Role, ensure_local_credentials
 from mlsys.config import get_settings
-from mlsys.db import migrate
+from mlsys.credentials import resolve_secret
 from mlsys.features import get_feature_spec
 from ops import pg
 
@@ -58,17 +60,14 @@ def bench_send(features) -> None:
 
     with tempfile.TemporaryDirectory(prefix="frontend-bench-") as tmp_name:
         tmp = Path(tmp_name)
-        server = pg.EmbeddedServer(data_dir=tmp / "pg", port=pg.free_port())
-        pg.start(server)
-        try:
-            pg.wait_until_ready(server.dsn())
-            pg.ensure_database(server.dsn(), "bench")
-            url = server.url("bench")
-            migrate(url)
+        with scratch_database(tmp, "bench") as url:
             train_into(tmp / "models", get_feature_spec())
             port = pg.free_port()
+            ensure_local_credentials(tmp / "var")  # as `make up` does: the API needs its tokens
+            token = resolve_secret(TOKEN_NAMES[Role.WEBAPP], tmp / "var", {})
             env = {"DATABASE_URL": url, "MODEL_DIR": str(tmp / "models"),
-                   "DATA_DIR": str(tmp / "data"), "API_PORT": str(port)}  # fmt: skip
+                   "DATA_DIR": str(tmp / "data"), "VAR_DIR": str(tmp / "var"),
+                   "API_PORT": str(port)}  # fmt: skip
             proc = spawn(env, tmp / "api.log")
             try:
                 api_url = f"http://127.0.0.1:{port}"
@@ -77,7 +76,7 @@ def bench_send(features) -> None:
                     applications(10_000).to_csv(index=False).encode(), features, max_bytes=1 << 30
                 ).records
                 print("sending 10,000 records to the service (each run stores them):")
-                with ApiClient(api_url, timeout_s=120) as api:
+                with ApiClient(api_url, timeout_s=120, token=token) as api:
                     for size in (100, 500, 2_000, 10_000):
                         started = time.perf_counter()
                         outcome = send_in_chunks(api, records, chunk_size=size)
@@ -90,8 +89,6 @@ def bench_send(features) -> None:
                         )
             finally:
                 stop(proc)
-        finally:
-            pg.stop(server)
 
 
 def main() -> int:

@@ -24,12 +24,13 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
 
+from bench.scratch import scratch_database
 from bench.service_bench import _pct, timed_requests, train_into
 from mlsys import report_links
 from mlsys.api_auth import ensure_local_credentials
 from mlsys.config import get_settings
 from mlsys.credentials import resolve_secret
-from mlsys.db import migrate, psycopg2_dsn
+from mlsys.db import psycopg2_dsn
 from mlsys.features import load_feature_spec
 from ops import pg
 
@@ -86,77 +87,78 @@ def main() -> int:
     spec = load_feature_spec(settings.schema_path, target=settings.target_column)
     with tempfile.TemporaryDirectory(prefix="bench-index-") as tmp_name:
         tmp = Path(tmp_name)
-        server = pg.EmbeddedServer(data_dir=tmp / "pg", port=pg.free_port())
-        pg.start(server)
         proc = None
-        try:
-            pg.wait_until_ready(server.dsn())
-            pg.ensure_database(server.dsn(), "mlsys")
-            url = server.url("mlsys")
-            dsn = psycopg2_dsn(url)
-            migrate(url)
-            train_into(tmp / "models", spec)
-            t = time.perf_counter()
-            bulk_load(dsn, FILES)
-            print(f"{FILES:,} ingested files loaded in {time.perf_counter() - t:.1f} s", flush=True)
-            ensure_local_credentials(tmp / "var")  # as `make up` does
-            key = resolve_secret(report_links.KEY_NAME, tmp / "var", {}).encode()
-            port = pg.free_port()
-            env = {
+        with scratch_database(tmp) as url:
+            try:
+                dsn = psycopg2_dsn(url)
+                train_into(tmp / "models", spec)
+                t = time.perf_counter()
+                bulk_load(dsn, FILES)
+                print(
+                    f"{FILES:,} ingested files loaded in {time.perf_counter() - t:.1f} s",
+                    flush=True,
+                )
+                ensure_local_credentials(tmp / "var")  # as `make up` does
+                key = resolve_secret(report_links.KEY_NAME, tmp / "var", {}).encode()
+                port = pg.free_port()
+                env = {
                 "DATABASE_URL": url, "MODEL_DIR": str(tmp / "models"), "DATA_DIR": str(tmp / "data"),
                 "VAR_DIR": str(tmp / "var"), "API_HOST": "127.0.0.1", "API_PORT": str(port),
             }  # fmt: skip
-            proc = launch.spawn(env, tmp / "api.log")
-            base = f"http://127.0.0.1:{port}"
-            launch.wait_until_serving(proc, base, timeout_s=120)
+                proc = launch.spawn(env, tmp / "api.log")
+                base = f"http://127.0.0.1:{port}"
+                launch.wait_until_serving(proc, base, timeout_s=120)
 
-            def link(**filters) -> str:
-                return report_links.index_url(f"{base}/reports", key, **filters).removeprefix(base)
+                def link(**filters) -> str:
+                    return report_links.index_url(f"{base}/reports", key, **filters).removeprefix(
+                        base
+                    )
 
-            day = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 10 * 86400))
-            deep = link()
-            for _ in range(199):  # follow the pager to the 200th page
-                page = httpx.get(base + deep).text
-                older = page.split('id="older"', 1)[0].rsplit('href="', 1)[1].split('"', 1)[0]
-                deep = urljoin(deep, older.replace("&amp;", "&"))
-            cursor = parse_qs(urlsplit(deep).query)["cursor"][0]
-            from service.predictions import decode_cursor
+                day = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 10 * 86400))
+                deep = link()
+                for _ in range(199):  # follow the pager to the 200th page
+                    page = httpx.get(base + deep).text
+                    older = page.split('id="older"', 1)[0].rsplit('href="', 1)[1].split('"', 1)[0]
+                    deep = urljoin(deep, older.replace("&amp;", "&"))
+                cursor = parse_qs(urlsplit(deep).query)["cursor"][0]
+                from service.predictions import decode_cursor
 
-            cases = {
-                "newest page, no filter": (link(), IndexQuery()),
-                "criticality high": (link(criticality=["high"]), IndexQuery(levels=("high",))),
-                "issue type out_of_range": (
-                    link(issue_type="out_of_range"),
-                    IndexQuery(issue_type="out_of_range"),
-                ),
-                "rare issue type (0.1% of files)": (
-                    link(issue_type="rare_type"),
-                    IndexQuery(issue_type="rare_type"),
-                ),
-                "file name matching nothing": (link(file="zzz"), IndexQuery(file="zzz")),
-                "one day": (link(start=day, end=day), None),
-                "200th page": (deep, IndexQuery(after=decode_cursor(cursor))),
-            }
-            timed_requests("127.0.0.1", port, [p for p, _ in cases.values()] * 3)  # warm
-            ref = timed_requests("127.0.0.1", port, ["/livez"] * REQUESTS)
-            print(f"reference /livez p50 {statistics.median(ref):.2f} ms", flush=True)
-            worst = 0.0
-            for name, (path, query) in cases.items():
-                assert httpx.get(base + path).status_code == 200, path
-                times = timed_requests("127.0.0.1", port, [path] * REQUESTS)
-                p50 = statistics.median(times)
-                worst = max(worst, p50)
-                print(f"{name:<34} p50 {p50:6.1f} ms  p95 {_pct(times, 95):6.1f} ms", flush=True)
-                if query is not None:
-                    print(explain(dsn, sql_params(query)), flush=True)
-            verdict = "ok" if worst < TARGET_MS else "MISSED"
-            print(
-                f"worst p50 {worst:.1f} ms over {FILES:,} files: target < {TARGET_MS:g} ms: {verdict}"
-            )
-        finally:
-            if proc is not None:
-                launch.stop(proc)
-            pg.stop(server)
+                cases = {
+                    "newest page, no filter": (link(), IndexQuery()),
+                    "criticality high": (link(criticality=["high"]), IndexQuery(levels=("high",))),
+                    "issue type out_of_range": (
+                        link(issue_type="out_of_range"),
+                        IndexQuery(issue_type="out_of_range"),
+                    ),
+                    "rare issue type (0.1% of files)": (
+                        link(issue_type="rare_type"),
+                        IndexQuery(issue_type="rare_type"),
+                    ),
+                    "file name matching nothing": (link(file="zzz"), IndexQuery(file="zzz")),
+                    "one day": (link(start=day, end=day), None),
+                    "200th page": (deep, IndexQuery(after=decode_cursor(cursor))),
+                }
+                timed_requests("127.0.0.1", port, [p for p, _ in cases.values()] * 3)  # warm
+                ref = timed_requests("127.0.0.1", port, ["/livez"] * REQUESTS)
+                print(f"reference /livez p50 {statistics.median(ref):.2f} ms", flush=True)
+                worst = 0.0
+                for name, (path, query) in cases.items():
+                    assert httpx.get(base + path).status_code == 200, path
+                    times = timed_requests("127.0.0.1", port, [path] * REQUESTS)
+                    p50 = statistics.median(times)
+                    worst = max(worst, p50)
+                    print(
+                        f"{name:<34} p50 {p50:6.1f} ms  p95 {_pct(times, 95):6.1f} ms", flush=True
+                    )
+                    if query is not None:
+                        print(explain(dsn, sql_params(query)), flush=True)
+                verdict = "ok" if worst < TARGET_MS else "MISSED"
+                print(
+                    f"worst p50 {worst:.1f} ms over {FILES:,} files: target < {TARGET_MS:g} ms: {verdict}"
+                )
+            finally:
+                if proc is not None:
+                    launch.stop(proc)
     return 0
 
 
