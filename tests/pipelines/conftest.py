@@ -150,3 +150,17 @@ def finish_dag(proc: subprocess.Popen, log: Path, timeout_s: float = 600) -> Dag
 
 def run_dag(dag_id: str, env: dict[str, str], log: Path) -> DagRun:
     return finish_dag(start_dag(dag_id, env, log), log)
+
+
+@pytest.fixture
+def dag_env(airflow_env, database_url, data_dir, tfdv_worker, teams) -> dict[str, str]:
+    """The environment of an ingestion run on this test's data folder, the session's database
+    and TFDV worker, and the loopback Teams receiver; files settle after 0.5 s."""
+    return airflow_env | {
+        "DATA_DIR": str(data_dir),
+        "DATABASE_URL": database_url,
+        "TFDV_WORKER_URL": tfdv_worker,
+        "TEAMS_WEBHOOK_URL": teams.url,
+        "REPORT_BASE_URL": "http://reports.example/reports",
+        "INGEST_SETTLE_SECONDS": "0.5",
+    }

@@ -30,17 +30,6 @@ CASES = Path(__file__).parent / "data" / "cases"
 SUBFOLDERS = ("raw-data", "good_data", "bad_data", "reports")
 
 
-@pytest.fixture
-def dag_env(airflow_env, database_url, data_dir, tfdv_worker, teams) -> dict[str, str]:
-    return airflow_env | {
-        "DATA_DIR": str(data_dir),
-        "DATABASE_URL": database_url,
-        "TFDV_WORKER_URL": tfdv_worker,
-        "TEAMS_WEBHOOK_URL": teams.url,
-        "INGEST_SETTLE_SECONDS": "0.5",
-    }
-
-
 def visible(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
 

@@ -27,18 +27,6 @@ def clean_rows(settings) -> pd.DataFrame:
     return frame.drop(columns=[settings.target_column])
 
 
-@pytest.fixture
-def dag_env(airflow_env, database_url, data_dir, tfdv_worker, teams) -> dict[str, str]:
-    return airflow_env | {
-        "DATA_DIR": str(data_dir),
-        "DATABASE_URL": database_url,
-        "TFDV_WORKER_URL": tfdv_worker,
-        "TEAMS_WEBHOOK_URL": teams.url,
-        "REPORT_BASE_URL": "http://reports.example/reports",
-        "INGEST_SETTLE_SECONDS": "0.5",
-    }
-
-
 def files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
 
