@@ -74,6 +74,7 @@ class ModelInfo:
     positive_class: str | None
     negative_class: str | None
     features: tuple[Feature, ...]
+    schema_version: str | None = None  # the serving schema, 'v3 (1a2b3c4d)'
 
     @property
     def classes(self) -> list[str]:
@@ -167,7 +168,12 @@ def parse_model_info(raw: Any) -> ModelInfo:
         positive_class=None if classes.get("positive") is None else str(classes["positive"]),
         negative_class=None if classes.get("negative") is None else str(classes["negative"]),
         features=features,
+        schema_version=_schema_short(raw.get("schema")),
     )
+
+
+def _schema_short(raw: Any) -> str | None:
+    return str(raw["short"]) if isinstance(raw, dict) and raw.get("short") else None
 
 
 def _record_errors(raw: Any) -> list[RecordError]:

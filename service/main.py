@@ -11,7 +11,8 @@ from fastapi import FastAPI
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from mlsys.config import Settings, get_settings
-from mlsys.features import FeatureSpec, load_feature_spec
+from mlsys.features import FeatureSpec
+from mlsys.schema_versions import SchemaWatch
 from service import openapi_docs
 from service.auth import Authenticator
 from service.config import ServiceSettings, allowed_hosts, get_service_settings
@@ -34,7 +35,10 @@ def create_app(
 ) -> FastAPI:
     settings = settings or get_settings()
     conf = service_settings or get_service_settings()
-    spec = spec or load_feature_spec(settings.schema_path, target=settings.target_column)
+    # The schema file as it is at each request (a newly approved version needs no restart);
+    # `spec` is the one at start, which the model is checked against when it loads.
+    schema = SchemaWatch(settings.schema_path, target=settings.target_column)
+    spec = spec or schema.current().feature_spec(settings.target_column)
     app = FastAPI(
         title="mlsys model service",
         version="1",
@@ -46,6 +50,7 @@ def create_app(
     )
     # Read by the lifespan and the routes; the Authenticator is empty (401) until the lifespan.
     app.state.settings, app.state.conf, app.state.spec = settings, conf, spec
+    app.state.schema = schema
     app.state.auth = Authenticator()
     # Only the names the service is reached by (400 otherwise): a web page whose DNS name is
     # rebound to 127.0.0.1 still sends its own name as Host, and is refused.
@@ -57,7 +62,7 @@ def create_app(
     app.include_router(model_info.router)
     app.include_router(reports.router)
     app.include_router(report_index.router)
-    openapi_docs.complete(app, spec, conf)
+    openapi_docs.complete(app, schema, conf)
     return app
 
 

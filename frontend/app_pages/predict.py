@@ -14,6 +14,7 @@ positive = info.positive_class
 st.caption(
     f"Model {info.version}, trained {info.trained_at or 'at an unknown time'}. "
     f"It predicts `{info.target}`; the probability shown is that of class {positive}."
+    + (f" Values are checked against schema {info.schema_version}." if info.schema_version else "")
 )
 
 

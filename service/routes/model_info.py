@@ -18,10 +18,12 @@ router = APIRouter()
     dependencies=[Depends(require(api_auth.MODEL_INFO, "read the model's description"))],
 )
 async def model_info(request: Request) -> Response:
-    """Version, metrics and the features (the UI builds its form from them)."""
+    """Version, metrics and the features (the UI builds its form from them), from the schema
+    file as it is now (`schema`: its version; a newly approved one needs no restart)."""
     state = request.app.state
     loaded = state.models.get()
     meta = loaded.metadata
+    schema = state.schema.current()
     return json_response(
         {
             "version": loaded.version,
@@ -29,6 +31,7 @@ async def model_info(request: Request) -> Response:
             "metrics": meta.get("metrics", {}),
             "target": state.spec.target,
             "classes": meta.get("classes"),
-            "features": state.spec.to_dict()["features"],
+            "features": schema.feature_spec(state.schema.target).to_dict()["features"],
+            "schema": schema.version.to_dict() | {"short": schema.version.short},
         }
     )
