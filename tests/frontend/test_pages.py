@@ -536,3 +536,46 @@ def test_past_predictions_filter_by_source_and_date_and_page(api_url, use_api, u
     at.date_input(key="past_dates").set_value((today.replace(year=2020), today.replace(year=2020)))
     at.run()
     assert [i.value for i in at.info][0].startswith("No predictions from webapp between 2020-")
+
+
+def test_the_form_follows_a_new_schema_version_at_the_next_rerun(
+    use_api, ui_database_url, trained_model_dir, tmp_path, monkeypatch
+):
+    """Issue 16: a schema written while the UI and the API run changes the form at the next
+    rerun (not a minute later: the cached /model-info is keyed by the schema's hash), and the
+    page names the version. The API is a real uvicorn on a copy of the schema."""
+    import shutil
+
+    from mlsys.config import ROOT, get_settings
+    from mlsys.schema_versions import read_snapshot, write_schema
+    from service.launch import spawn, stop, wait_until_serving
+
+    schema_path = tmp_path / "schema.pbtxt"
+    shutil.copy(ROOT / "schema" / "schema.pbtxt", schema_path)
+    first = read_snapshot(schema_path)
+    port = pg.free_port()
+    env = {"DATABASE_URL": ui_database_url, "MODEL_DIR": str(trained_model_dir),
+           "DATA_DIR": str(tmp_path / "data"), "API_PORT": str(port), "API_WORKERS": "1",
+           "SCHEMA_PATH": str(schema_path)}  # fmt: skip
+    proc = spawn(env, tmp_path / "api.log")
+    try:
+        wait_until_serving(proc, f"http://127.0.0.1:{port}")
+        use_api(f"http://127.0.0.1:{port}", SCHEMA_PATH=str(schema_path))
+        get_settings.cache_clear()
+        st.cache_resource.clear()
+        at = app()
+        assert_no_exception(at)
+        assert at.number_input(key="predict_one_age").max == 100
+        assert f"schema {first.version.short}" in at.caption[0].value
+        narrowed = first.text.replace("min: 18\n    max: 100", "min: 18\n    max: 65", 1)
+        second = write_schema(schema_path, narrowed, base=first.version,
+                              change_comment="applicants up to 65 only")  # fmt: skip
+        at.run()
+        assert_no_exception(at)
+        assert at.number_input(key="predict_one_age").max == 65
+        assert f"schema {second.short}" in at.caption[0].value
+    finally:
+        stop(proc)
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        st.cache_resource.clear()
