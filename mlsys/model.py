@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from mlsys import training_values
 from mlsys.features import FeatureSpec
 
 MODEL_FILE = "model.txt"
@@ -126,6 +127,10 @@ def train(
             "negative": negatives[0] if negatives else "0",
         },
         "features": spec.to_dict()["features"],
+        # The values of the rows the model is fitted on, for the service's unseen-value flag.
+        training_values.METADATA_KEY: training_values.to_metadata(
+            training_values.seen_in_training(X_train, spec)
+        ),
         "params": PARAMS | {"num_boost_round": NUM_ROUNDS},
         "rows": {"train": int(len(y_train)), "test": int(len(y_test))},
         "positive_rate_train": float(y_train.mean()),
@@ -218,11 +223,51 @@ class SingleRowPredictor:
             self._lib.LGBM_FastConfigFree(config)
 
 
+def category_maps(metadata: dict[str, Any], spec: FeatureSpec) -> list[tuple[int, np.ndarray]]:
+    """How to turn category codes of the serving schema into the model's codes.
+
+    The model keeps the codes of the schema it was trained with (its metadata's `features`);
+    a schema approved since may list more categories, or list them in another order. Returns
+    (column, table) for each categorical column whose domains differ, where table[serving
+    code] is the model's code; a category the model's domain lacks gets a code past its end,
+    which no training row had, so LightGBM treats it as any category it never saw. The last
+    entry of a table maps a missing value (NaN) to NaN. Empty when the domains are the same.
+    """
+    trained = {f["name"]: list(f.get("values") or []) for f in metadata.get("features", [])}
+    maps = []
+    for j, feature in enumerate(spec.features):
+        values = trained.get(feature.name)
+        if not feature.is_categorical or values is None or list(feature.values) == values:
+            continue
+        code = {v: i for i, v in enumerate(values)}
+        table = [float(code.get(v, len(values))) for v in feature.values] + [math.nan]
+        maps.append((j, np.array(table, dtype=np.float64)))
+    return maps
+
+
 @dataclass
 class LoadedModel:
     booster: Any
     metadata: dict[str, Any]
     _single: SingleRowPredictor | None = field(default=None, repr=False, compare=False)
+    # Which features of a record hold values no training row had (built once per load).
+    unseen: training_values.UnseenCheck = field(init=False, repr=False, compare=False)
+    _maps: tuple[FeatureSpec, list] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.unseen = training_values.UnseenCheck(training_values.from_metadata(self.metadata))
+
+    def to_model_codes(self, matrix: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+        """`matrix` (encoded with `spec`'s category codes, modified in place) in the model's
+        codes (`category_maps`); unchanged, at no cost, when the domains are the same."""
+        cached = self._maps
+        if cached is None or cached[0] is not spec:
+            cached = self._maps = (spec, category_maps(self.metadata, spec))
+        for j, table in cached[1]:
+            column = matrix[:, j]
+            index = np.where(np.isnan(column), len(table) - 1, column).astype(np.intp)
+            matrix[:, j] = table[index]
+        return matrix
 
     @property
     def version(self) -> str:
@@ -266,6 +311,7 @@ def load(model_dir: Path) -> LoadedModel:
     metadata = json.loads(meta_file.read_text(encoding="utf-8"))
     if math.isnan(float(metadata.get("metrics", {}).get("roc_auc", "nan"))):
         raise ModelNotFoundError(f"model metadata in {model_dir} has no ROC AUC")
+    training_values.from_metadata(metadata)  # malformed: ValueError, before serving
     return LoadedModel(booster=booster, metadata=metadata)
 
 
