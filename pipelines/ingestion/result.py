@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mlsys.rowchecks import REASON_FIELDS, Reason
+from mlsys.schema_versions import SchemaVersion
 
 # The report shows this many bad rows (the first ones); the rest are in bad_data.
 SAMPLE_ROWS = 100
@@ -194,6 +195,9 @@ class ValidationResult:
     tfdv_rows: int = 0
     # What the reader had to interpret (a `sep=` line, a BOM...): shown in the report.
     notes: tuple[str, ...] = field(default=())
+    # The schema this file was judged by (read once when the validation started, kept to its
+    # end however the file changes meanwhile); None only for a result built without a schema.
+    schema_version: SchemaVersion | None = None
 
     @property
     def rows_valid(self) -> int:
@@ -243,6 +247,11 @@ class ValidationResult:
                 "file_reasons": tuple(Reason(**r) for r in data.get("file_reasons", ())),
                 "sample": tuple(Reason(**r) for r in data.get("sample", ())),
                 "notes": tuple(data.get("notes", ())),
+                "schema_version": (
+                    SchemaVersion.from_dict(data["schema_version"])
+                    if data.get("schema_version")
+                    else None
+                ),
             }
         )
 
