@@ -19,7 +19,7 @@ prediction with the features whose value lies outside them (`UnseenCheck`):
   then has no learned direction for missing values of that feature.
 
 The flag changes nothing in the prediction; it says how much evidence the model had.
-Plain Python (no numpy needed for the check), precomputed once per model and process.
+Precomputed once per model and process (`UnseenCheck`).
 """
 
 from __future__ import annotations
@@ -115,34 +115,63 @@ def from_metadata(metadata: dict[str, Any]) -> list[SeenFeature] | None:
     return out
 
 
+# Up to this many records the check runs over the values in Python (microseconds for one
+# record); from there on over the model's matrix with numpy (10,000 records: 36 ms in Python,
+# under 1 ms with numpy). A test feeds both the same records and compares.
+PYTHON_MAX_RECORDS = 64
+
+
 class UnseenCheck:
     """Which features of each record hold a value the model never saw (see the module's doc).
 
-    Built once per model and process: a frozenset per categorical feature and the bounds of
-    each numeric one. `flags` costs a few microseconds for one record and a few milliseconds
-    for 10,000 (one pass per column; a column whose values are all seen is settled by one set
-    difference, or one min and max).
+    Built once per model and process: a frozenset per categorical feature (and a table of
+    the model's category codes seen), the bounds of each numeric one. `flags` costs a few
+    microseconds for one record, about a millisecond for 10,000.
+
+    `seen`: the training values (`from_metadata`; None: nothing is ever flagged).
+    `domains`: the model's categories in code order, per categorical feature (its metadata's
+    `features`), for the matrix path.
     """
 
-    def __init__(self, seen: Sequence[SeenFeature] | None):
+    def __init__(
+        self, seen: Sequence[SeenFeature] | None, domains: dict[str, Sequence[str]] | None = None
+    ):
+        import numpy as np
+
+        domains = domains or {}
         self._columns: list[tuple[str, frozenset[str] | None, float, float, bool]] = []
+        self._codes: list[Any] = []  # per column: bool array over the model's codes, or None
         for s in seen or ():
             if s.categorical:
-                self._columns.append((s.name, frozenset(s.categories), 0.0, 0.0, s.missing))
+                categories = frozenset(s.categories)
+                self._columns.append((s.name, categories, 0.0, 0.0, s.missing))
+                domain = list(domains.get(s.name, ()))
+                # One more entry: the code past the domain's end (a category it lacks).
+                self._codes.append(np.array([v in categories for v in domain] + [False]))
             else:
                 # No value seen at all: every present number is outside (an empty range).
                 low = math.inf if s.minimum is None else s.minimum
                 high = -math.inf if s.maximum is None else s.maximum
                 self._columns.append((s.name, None, low, high, s.missing))
+                self._codes.append(None)
 
     @property
     def features(self) -> list[str]:
         return [c[0] for c in self._columns]
 
-    def flags(self, records: Sequence[dict[str, Any]]) -> list[tuple[str, ...]]:
-        """For each record (validated: one value per feature, None where missing), the names
-        of its unseen features in feature order; () for most. A feature the records lack is
-        skipped (they were validated against the serving schema, which may differ)."""
+    def flags(self, records: Sequence[dict[str, Any]], matrix=None) -> list[tuple[str, ...]]:
+        """For each record, the names of its unseen features in feature order; () for most.
+
+        `records`: validated records (one value per feature, None where missing). `matrix`:
+        the same records encoded in the model's codes (`LoadedModel.to_model_codes`; columns
+        in the order of the training values), used for more than PYTHON_MAX_RECORDS records.
+        """
+        if matrix is not None and len(records) > PYTHON_MAX_RECORDS:
+            return self.flags_of_matrix(matrix)
+        return self.flags_of_records(records)
+
+    def flags_of_records(self, records: Sequence[dict[str, Any]]) -> list[tuple[str, ...]]:
+        """`flags` over the values (a feature the records lack is skipped)."""
         n = len(records)
         hits: list[list[str] | None] = [None] * n
         for name, categories, low, high, missing_seen in self._columns:
@@ -170,12 +199,40 @@ class UnseenCheck:
                 bad = [
                     i
                     for i, v in enumerate(values)
-                    if (not missing_seen) if v is None else not low <= v <= high
+                    if (v is None and not missing_seen) or (v is not None and not low <= v <= high)
                 ]
-            for i in bad:
-                row = hits[i]
-                if row is None:
-                    hits[i] = [name]
-                else:
-                    row.append(name)
+            _mark(hits, bad, name)
         return [() if h is None else tuple(h) for h in hits]
+
+    def flags_of_matrix(self, matrix) -> list[tuple[str, ...]]:
+        """`flags` over the encoded matrix (numpy float64, one column per feature)."""
+        import numpy as np
+
+        n = len(matrix)
+        hits: list[list[str] | None] = [None] * n
+        for j, ((name, _, low, high, missing_seen), seen_codes) in enumerate(
+            zip(self._columns, self._codes, strict=True)
+        ):
+            column = matrix[:, j]
+            missing = np.isnan(column)
+            if seen_codes is not None:
+                last = len(seen_codes) - 1
+                index = np.where(missing, last, np.clip(column, 0, last)).astype(np.intp)
+                bad = ~seen_codes[index] & ~missing
+            else:
+                with np.errstate(invalid="ignore"):
+                    bad = (column < low) | (column > high)
+            if not missing_seen:
+                bad |= missing
+            if bad.any():
+                _mark(hits, np.flatnonzero(bad).tolist(), name)
+        return [() if h is None else tuple(h) for h in hits]
+
+
+def _mark(hits: list[list[str] | None], rows: Sequence[int], name: str) -> None:
+    for i in rows:
+        row = hits[i]
+        if row is None:
+            hits[i] = [name]
+        else:
+            row.append(name)

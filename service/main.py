@@ -11,7 +11,8 @@ from fastapi import FastAPI
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from mlsys.config import Settings, get_settings
-from mlsys.features import FeatureSpec, load_feature_spec
+from mlsys.features import FeatureSpec
+from mlsys.schema_versions import read_snapshot
 from service import openapi_docs
 from service.auth import Authenticator
 from service.config import ServiceSettings, allowed_hosts, get_service_settings
@@ -34,7 +35,11 @@ def create_app(
 ) -> FastAPI:
     settings = settings or get_settings()
     conf = service_settings or get_service_settings()
-    spec = spec or load_feature_spec(settings.schema_path, target=settings.target_column)
+    # The features and the version of the schema in force come from one read of the file.
+    schema_version = None
+    if spec is None:
+        snapshot = read_snapshot(settings.schema_path)
+        spec, schema_version = snapshot.feature_spec(settings.target_column), snapshot.version
     app = FastAPI(
         title="mlsys model service",
         version="1",
@@ -46,6 +51,7 @@ def create_app(
     )
     # Read by the lifespan and the routes; the Authenticator is empty (401) until the lifespan.
     app.state.settings, app.state.conf, app.state.spec = settings, conf, spec
+    app.state.schema_version = schema_version  # None: a spec given by the caller
     app.state.auth = Authenticator()
     # Only the names the service is reached by (400 otherwise): a web page whose DNS name is
     # rebound to 127.0.0.1 still sends its own name as Host, and is refused.

@@ -68,7 +68,7 @@ def _new_predictions(
     for start in range(0, len(records), PREDICT_CHUNK_ROWS):
         stop = start + PREDICT_CHUNK_ROWS
         probabilities, labels = _predict(model, matrix[start:stop], batch_threads=batch_threads)
-        unseen = model.unseen.flags(records[start:stop])
+        unseen = model.unseen.flags(records[start:stop], matrix[start:stop])
         for k, (p, label) in enumerate(zip(probabilities, labels, strict=True)):
             yield store.NewPrediction(
                 features=records[start + k],
@@ -158,7 +158,7 @@ class Predictor:
     async def _predict_grouped(self, request: PredictRequest, model: LoadedModel) -> dict[str, Any]:
         probabilities = model.predict_rows(request.matrix)  # the event loop's thread only
         version, source = model.version, request.source
-        unseen = model.unseen.flags(request.records)
+        unseen = model.unseen.flags(request.records, request.matrix)
         new = [
             store.NewPrediction(record, model.label(p), p, None, flags)
             for record, p, flags in zip(request.records, probabilities, unseen, strict=True)

@@ -1,4 +1,4 @@
-"""GET /model-info: the loaded model's version, metrics and features."""
+"""GET /model-info: the loaded model's version, the schema versions, metrics and features."""
 
 # No `from __future__ import annotations`: FastAPI evaluates the route signatures.
 
@@ -6,10 +6,16 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from mlsys import api_auth
+from mlsys.model import trained_schema_version
+from mlsys.schema_versions import SchemaVersion
 from service.auth import require
 from service.responses import AUTH_ERRORS, ERRORS, json_response
 
 router = APIRouter()
+
+
+def _described(version: SchemaVersion | None) -> dict | None:
+    return None if version is None else version.to_dict() | {"short": version.short}
 
 
 @router.get(
@@ -18,7 +24,8 @@ router = APIRouter()
     dependencies=[Depends(require(api_auth.MODEL_INFO, "read the model's description"))],
 )
 async def model_info(request: Request) -> Response:
-    """Version, metrics and the features (the UI builds its form from them)."""
+    """Version, the schema it was trained with and the one validating requests, metrics and
+    the features (the UI builds its form from them)."""
     state = request.app.state
     loaded = state.models.get()
     meta = loaded.metadata
@@ -26,6 +33,11 @@ async def model_info(request: Request) -> Response:
         {
             "version": loaded.version,
             "trained_at": meta.get("trained_at"),
+            # null: a model trained before versions were recorded (run `make train`).
+            "trained_schema_version": _described(trained_schema_version(meta)),
+            # The schema that validates requests now; when it differs from the one above,
+            # categories approved since training are flagged in `unseen_features`.
+            "serving_schema_version": _described(state.schema_version),
             "metrics": meta.get("metrics", {}),
             "target": state.spec.target,
             "classes": meta.get("classes"),
