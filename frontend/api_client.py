@@ -74,6 +74,9 @@ class ModelInfo:
     positive_class: str | None
     negative_class: str | None
     features: tuple[Feature, ...]
+    # The schema versions as /model-info shows them ("v3 (1a2b3c4d)"); None: not known.
+    trained_schema_version: str | None = None  # the schema the model was trained with
+    serving_schema_version: str | None = None  # the schema that validates requests now
 
     @property
     def classes(self) -> list[str]:
@@ -91,6 +94,8 @@ class Prediction:
     source_file: str | None = None
     source_row: int | None = None
     features: dict[str, Any] = field(default_factory=dict)
+    # Features whose value the model never saw in training (mlsys/training_values.py).
+    unseen_features: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,7 +136,12 @@ def parse_prediction(raw: Any) -> Prediction:
         source_file=raw.get("source_file"),
         source_row=None if row is None else int(row),
         features=dict(raw.get("features") or {}),
+        unseen_features=tuple(str(f) for f in raw.get("unseen_features") or ()),
     )
+
+
+def _schema_version(raw: Any) -> str | None:
+    return str(raw["short"]) if isinstance(raw, dict) and raw.get("short") else None
 
 
 def parse_feature(raw: Any) -> Feature:
@@ -167,6 +177,8 @@ def parse_model_info(raw: Any) -> ModelInfo:
         positive_class=None if classes.get("positive") is None else str(classes["positive"]),
         negative_class=None if classes.get("negative") is None else str(classes["negative"]),
         features=features,
+        trained_schema_version=_schema_version(raw.get("trained_schema_version")),
+        serving_schema_version=_schema_version(raw.get("serving_schema_version")),
     )
 
 
