@@ -74,9 +74,9 @@ class ModelInfo:
     positive_class: str | None
     negative_class: str | None
     features: tuple[Feature, ...]
-    # The schema versions as /model-info shows them ("v3 (1a2b3c4d)"); None: not known.
-    trained_schema_version: str | None = None  # the schema the model was trained with
-    serving_schema_version: str | None = None  # the schema that validates requests now
+    schema_version: str | None = None  # the serving schema, 'v3 (1a2b3c4d)'
+    # The schema the model was trained with, the same way; None: not recorded.
+    trained_schema_version: str | None = None
 
     @property
     def classes(self) -> list[str]:
@@ -140,10 +140,6 @@ def parse_prediction(raw: Any) -> Prediction:
     )
 
 
-def _schema_version(raw: Any) -> str | None:
-    return str(raw["short"]) if isinstance(raw, dict) and raw.get("short") else None
-
-
 def parse_feature(raw: Any) -> Feature:
     """A feature of GET /model-info -> the core's typed Feature (the UI types no feature list)."""
     try:
@@ -177,9 +173,13 @@ def parse_model_info(raw: Any) -> ModelInfo:
         positive_class=None if classes.get("positive") is None else str(classes["positive"]),
         negative_class=None if classes.get("negative") is None else str(classes["negative"]),
         features=features,
-        trained_schema_version=_schema_version(raw.get("trained_schema_version")),
-        serving_schema_version=_schema_version(raw.get("serving_schema_version")),
+        schema_version=_schema_short(raw.get("schema")),
+        trained_schema_version=_schema_short(raw.get("trained_schema")),
     )
+
+
+def _schema_short(raw: Any) -> str | None:
+    return str(raw["short"]) if isinstance(raw, dict) and raw.get("short") else None
 
 
 def _record_errors(raw: Any) -> list[RecordError]:

@@ -11,6 +11,9 @@ import streamlit as st
 from frontend.api_client import ApiClient, ApiError, ApiUnavailable, ModelInfo, Prediction
 from frontend.config import UISettings, get_ui_settings
 from frontend.upload_checks import MAX_LISTED_PROBLEMS
+from mlsys.config import get_settings
+from mlsys.features import SchemaError
+from mlsys.schema_versions import SchemaWatch
 
 
 def settings() -> UISettings:
@@ -23,18 +26,35 @@ def client() -> ApiClient:
 
 
 # The model changes only when it is retrained and the service restarted: a minute of caching
-# spares a request per rerun. Failures raise, and Streamlit does not cache them.
+# spares a request per rerun. The schema (the form's features, domains, ranges) changes when
+# a new version is approved: the cache is keyed by the schema file's hash, so the next rerun
+# asks the API again, which serves the new version from its next request. Failures raise, and
+# Streamlit does not cache them.
 @st.cache_data(ttl=60, show_spinner=False)
-def _model_info(api_url: str, timeout_s: float) -> ModelInfo:
+def _model_info(api_url: str, timeout_s: float, schema_sha256: str) -> ModelInfo:
     with ApiClient(api_url, timeout_s=timeout_s) as api:
         return api.model_info()
+
+
+@st.cache_resource(show_spinner=False)
+def _schema_watch() -> SchemaWatch | None:
+    try:
+        return SchemaWatch(get_settings().schema_path)
+    except SchemaError:  # no schema file beside the UI: the minute of caching alone
+        return None
+
+
+def schema_key() -> str:
+    """The schema file's SHA-256 as it is now (one `os.stat` per rerun), '' without a file."""
+    watch = _schema_watch()
+    return watch.current().version.sha256 if watch is not None else ""
 
 
 def model_info_or_stop() -> ModelInfo:
     """The model's description from the API; on failure a message and the end of the page."""
     s = settings()
     try:
-        return _model_info(s.api_url, s.api_timeout_s)
+        return _model_info(s.api_url, s.api_timeout_s, schema_key())
     except ApiError as exc:
         show_api_error(exc)
         st.stop()  # NoReturn: ends this run of the page

@@ -1,7 +1,7 @@
 """What each worker creates when it starts and closes when it stops.
 
 It runs inside each uvicorn worker after the worker started, never before a fork (LightGBM +
-OpenMP can hang in a forked child). It reads `settings`, `conf`, `spec` and `auth` from
+OpenMP can hang in a forked child). It reads `settings`, `conf`, `spec`, `schema` and `auth` from
 `app.state` (set by `service.main.create_app`) and adds `models`, `db` and `predictor`.
 """
 
@@ -18,7 +18,7 @@ from service.auth import load_report_key, load_tokens
 from service.db import Database
 from service.group_commit import GroupWriter
 from service.model_store import ModelStore
-from service.validation import RecordValidator
+from service.validation import CurrentRules
 
 
 @asynccontextmanager
@@ -57,7 +57,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     state.models, state.db = models, db
     state.predictor = predictions.Predictor(
-        validator=RecordValidator(state.spec), models=models, db=db, writer=writer, limits=limits
+        rules=CurrentRules(state.schema), models=models, db=db, writer=writer, limits=limits
     )
     # Everything loaded so far (FastAPI, LightGBM, pandas pulled in by it) lives as long as
     # the process: keep it out of the cyclic GC, whose full passes over it would show up as

@@ -12,7 +12,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from mlsys.config import Settings, get_settings
 from mlsys.features import FeatureSpec
-from mlsys.schema_versions import read_snapshot
+from mlsys.schema_versions import SchemaWatch
 from service import openapi_docs
 from service.auth import Authenticator
 from service.config import ServiceSettings, allowed_hosts, get_service_settings
@@ -35,11 +35,10 @@ def create_app(
 ) -> FastAPI:
     settings = settings or get_settings()
     conf = service_settings or get_service_settings()
-    # The features and the version of the schema in force come from one read of the file.
-    schema_version = None
-    if spec is None:
-        snapshot = read_snapshot(settings.schema_path)
-        spec, schema_version = snapshot.feature_spec(settings.target_column), snapshot.version
+    # The schema file as it is at each request (a newly approved version needs no restart);
+    # `spec` is the one at start, which the model is checked against when it loads.
+    schema = SchemaWatch(settings.schema_path, target=settings.target_column)
+    spec = spec or schema.current().feature_spec(settings.target_column)
     app = FastAPI(
         title="mlsys model service",
         version="1",
@@ -51,7 +50,7 @@ def create_app(
     )
     # Read by the lifespan and the routes; the Authenticator is empty (401) until the lifespan.
     app.state.settings, app.state.conf, app.state.spec = settings, conf, spec
-    app.state.schema_version = schema_version  # None: a spec given by the caller
+    app.state.schema = schema
     app.state.auth = Authenticator()
     # Only the names the service is reached by (400 otherwise): a web page whose DNS name is
     # rebound to 127.0.0.1 still sends its own name as Host, and is refused.
@@ -63,7 +62,7 @@ def create_app(
     app.include_router(model_info.router)
     app.include_router(reports.router)
     app.include_router(report_index.router)
-    openapi_docs.complete(app, spec, conf)
+    openapi_docs.complete(app, schema, conf)
     return app
 
 

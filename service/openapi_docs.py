@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from mlsys.features import FeatureSpec, Kind
+from mlsys.schema_versions import SchemaWatch
 from service.config import ServiceSettings
 from service.validation import MAX_SOURCE_FILE_CHARS, MAX_SOURCE_ROW
 
@@ -123,13 +124,19 @@ def predict_examples(spec: FeatureSpec) -> dict[str, Any]:
     }
 
 
-def complete(app: FastAPI, spec: FeatureSpec, conf: ServiceSettings) -> None:
+def complete(app: FastAPI, schema: SchemaWatch, conf: ServiceSettings) -> None:
     """Make `app.openapi()` add what the routes cannot declare at import: /predict's request
-    body (this feature spec's records, at most MAX_BATCH_RECORDS) and /past-predictions'
-    largest `limit` (PAST_PREDICTIONS_MAX_LIMIT). The document is built once, then cached."""
+    body (the current schema's records, at most MAX_BATCH_RECORDS) and /past-predictions'
+    largest `limit` (PAST_PREDICTIONS_MAX_LIMIT). The document is cached, and built again
+    when the schema file holds a new version."""
+    built_for: list[Any] = [None]
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
+        snapshot = schema.current()
+        if app.openapi_schema is None or built_for[0] != snapshot.version:
+            app.openapi_schema = None
+            built_for[0] = snapshot.version
+            spec = snapshot.feature_spec(schema.target)
             document = FastAPI.openapi(app)  # builds and caches app.openapi_schema
             document["paths"]["/predict"]["post"]["requestBody"] = {
                 "required": True,

@@ -26,6 +26,7 @@ from service.db import Database
 from service.group_commit import GroupWriter, Row
 from service.model_store import ModelStore
 from service.validation import (
+    CurrentRules,
     FieldError,
     PredictRequest,
     RecordValidator,
@@ -105,13 +106,13 @@ class Predictor:
     def __init__(
         self,
         *,
-        validator: RecordValidator,
+        rules: CurrentRules,
         models: ModelStore,
         db: Database,
         writer: GroupWriter,
         limits: Limits,
     ):
-        self.validator = validator
+        self.rules = rules
         self.models = models
         self.db = db
         self.writer = writer
@@ -121,25 +122,52 @@ class Predictor:
         self, body: bytes, *, sources: frozenset[str], idempotency_key: str | None = None
     ) -> dict[str, Any]:
         """Predict and store a body whose `source` must be one of `sources` (the caller's role
-        may store only those: 403 otherwise, nothing stored)."""
+        may store only those: 403 otherwise, nothing stored).
+
+        The schema's rules are taken once, here (`CurrentRules.get`: the schema file as it is
+        now, rebuilt when a new version is approved), and judge the whole request; its answer,
+        200 or 4xx, names that version (`schema_version`)."""
+        validator = self.rules.get()
+        try:
+            result = await self._predict(body, sources, idempotency_key, validator)
+        except RequestError as exc:
+            exc.schema_version = validator.schema_label
+            raise
+        result["schema_version"] = validator.schema_label
+        return result
+
+    async def _predict(
+        self,
+        body: bytes,
+        sources: frozenset[str],
+        idempotency_key: str | None,
+        validator: RecordValidator,
+    ) -> dict[str, Any]:
         if idempotency_key is not None or len(body) > self.limits.inline_max_body_bytes:
-            return await self.db.call(self.predict_in_thread, body, sources, idempotency_key)
-        request = self.parse(body, sources, None)
-        model = self.for_model(request)
+            return await self.db.call(
+                self.predict_in_thread, body, sources, idempotency_key, validator
+            )
+        request = self.parse(body, sources, None, validator)
+        model = self.for_model(request, validator)
         if request.source == "webapp":
             return await self._predict_grouped(request, model)
         return await self.db.call(self.store_in_thread, request, model)
 
-    def for_model(self, request: PredictRequest) -> LoadedModel:
-        """The model, with the request's matrix turned into its category codes (in place)."""
+    def for_model(self, request: PredictRequest, validator: RecordValidator) -> LoadedModel:
+        """The model, with the request's matrix (encoded by `validator`, the schema version
+        that judged it) turned into the model's category codes, in place."""
         model = self.models.get()
-        model.to_model_codes(request.matrix, self.validator.spec)
+        model.to_model_codes(request.matrix, validator.spec)
         return model
 
     def parse(
-        self, body: bytes, sources: frozenset[str], idempotency_key: str | None
+        self,
+        body: bytes,
+        sources: frozenset[str],
+        idempotency_key: str | None,
+        validator: RecordValidator,
     ) -> PredictRequest:
-        request = parse_predict_request(body, self.validator, max_records=self.limits.max_records)
+        request = parse_predict_request(body, validator, max_records=self.limits.max_records)
         if request.source not in sources:
             raise RequestError(
                 403,
@@ -180,11 +208,15 @@ class Predictor:
         }
 
     def predict_in_thread(
-        self, body: bytes, sources: frozenset[str], idempotency_key: str | None
+        self,
+        body: bytes,
+        sources: frozenset[str],
+        idempotency_key: str | None,
+        validator: RecordValidator,
     ) -> dict[str, Any]:
         """A large or keyed body, parsed, predicted and stored in a database thread."""
-        request = self.parse(body, sources, idempotency_key)
-        return self.store_in_thread(request, self.for_model(request), idempotency_key)
+        request = self.parse(body, sources, idempotency_key, validator)
+        return self.store_in_thread(request, self.for_model(request, validator), idempotency_key)
 
     def store_in_thread(
         self, request: PredictRequest, model: LoadedModel, idempotency_key: str | None = None

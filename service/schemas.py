@@ -34,6 +34,11 @@ class PredictResponse(BaseModel):
         description="scheduled rows that were stored before, returned as stored"
     )
     predictions: list[StoredPrediction] = Field(description="in the order of the records")
+    schema_version: str | None = Field(
+        default=None,
+        description="the schema version the records were validated by",
+        examples=["v3 (1a2b3c4d)"],
+    )
 
 
 class ErrorItem(BaseModel):
@@ -54,6 +59,11 @@ class ErrorResponse(BaseModel):
     errors: list[ErrorItem] | None = None
     error_count: int | None = Field(
         default=None, description="all problems found (at most 1,000 listed)"
+    )
+    schema_version: str | None = Field(
+        default=None,
+        description="the schema version the request was judged by (once its rules applied)",
+        examples=["v3 (1a2b3c4d)"],
     )
 
 

@@ -13,15 +13,11 @@ info = model_info_or_stop()
 positive = info.positive_class
 st.caption(
     f"Model {info.version}, trained {info.trained_at or 'at an unknown time'} with schema "
-    f"{info.trained_schema_version or '(not recorded)'}; values are checked against schema "
-    f"{info.serving_schema_version or '(not known)'}. "
+    f"{info.trained_schema_version or '(not recorded)'}. "
     f"It predicts `{info.target}`; the probability shown is that of class {positive}."
+    + (f" Values are checked against schema {info.schema_version}." if info.schema_version else "")
 )
-if (
-    info.trained_schema_version
-    and info.serving_schema_version
-    and info.trained_schema_version != info.serving_schema_version
-):
+if info.trained_schema_version and info.schema_version != info.trained_schema_version:
     st.info(
         "The schema changed since the model was trained: values approved since then are "
         "accepted, and their predictions are marked as holding values the model never saw.",

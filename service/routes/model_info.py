@@ -24,23 +24,24 @@ def _described(version: SchemaVersion | None) -> dict | None:
     dependencies=[Depends(require(api_auth.MODEL_INFO, "read the model's description"))],
 )
 async def model_info(request: Request) -> Response:
-    """Version, the schema it was trained with and the one validating requests, metrics and
-    the features (the UI builds its form from them)."""
+    """Version, metrics and the features (the UI builds its form from them), from the schema
+    file as it is now (`schema`: its version; a newly approved one needs no restart), and the
+    schema the model was trained with (`trained_schema`, from its artefact)."""
     state = request.app.state
     loaded = state.models.get()
     meta = loaded.metadata
+    schema = state.schema.current()
     return json_response(
         {
             "version": loaded.version,
             "trained_at": meta.get("trained_at"),
-            # null: a model trained before versions were recorded (run `make train`).
-            "trained_schema_version": _described(trained_schema_version(meta)),
-            # The schema that validates requests now; when it differs from the one above,
-            # categories approved since training are flagged in `unseen_features`.
-            "serving_schema_version": _described(state.schema_version),
             "metrics": meta.get("metrics", {}),
             "target": state.spec.target,
             "classes": meta.get("classes"),
-            "features": state.spec.to_dict()["features"],
+            "features": schema.feature_spec(state.schema.target).to_dict()["features"],
+            "schema": _described(schema.version),
+            # null: a model trained before versions were recorded (run `make train`). When it
+            # differs from `schema`, values approved since training are in `unseen_features`.
+            "trained_schema": _described(trained_schema_version(meta)),
         }
     )

@@ -27,6 +27,7 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from mlsys import api_auth, report_links
+from mlsys.schema_versions import SchemaVersion
 from service.auth import Authenticator, Credentials
 from service.predictions import decode_cursor, encode_cursor, parse_instant
 from service.validation import RequestError
@@ -90,6 +91,7 @@ class IndexRow:
     issue_types: tuple[str, ...]
     parse_error: str | None
     report: str | None  # the report's file name under DATA_DIR/reports/, when it is there
+    schema: str | None = None  # the schema version it was judged by, 'v3 (1a2b3c4d)' (0009)
 
 
 @dataclass
@@ -124,7 +126,8 @@ PAGE_SQL = f"""
 SELECT COALESCE(f.original_name, f.file_name), f.ingested_at, f.criticality,
        f.rows_total, f.rows_valid, f.rows_invalid, f.parse_error, f.report_path, f.id,
        ARRAY(SELECT DISTINCT q.error_type FROM data_quality_issues q
-             WHERE q.file_id = f.id ORDER BY 1)
+             WHERE q.file_id = f.id ORDER BY 1),
+       f.schema_version, f.schema_sha256
 FROM ingestion_files f
 WHERE {WHERE}
   AND (%(after_at)s::timestamptz IS NULL
@@ -202,8 +205,22 @@ def read_page(conn, q: IndexQuery, reports_dir: Path) -> IndexPage:
             issue_types=tuple(types),
             parse_error=parse_error,
             report=_existing_report(report_path, reports_dir),
+            schema=SchemaVersion(version, sha).short if sha else None,
         )  # fmt: skip
-        for name, at, level, total, valid, invalid, parse_error, report_path, _, types in found
+        for (
+            name,
+            at,
+            level,
+            total,
+            valid,
+            invalid,
+            parse_error,
+            report_path,
+            _,
+            types,
+            version,
+            sha,
+        ) in found  # fmt: skip
     ]
     last = found[-1] if found else None
     return IndexPage(

@@ -125,8 +125,9 @@ def test_a_value_the_model_never_saw_is_flagged_on_the_page_and_stored(
     metadata = json.loads((trained_model_dir / "metadata.json").read_text(encoding="utf-8"))
     caption = " ".join(c.value for c in at.caption)
     trained = metadata["schema_version"]
-    assert f"with schema v{trained['version']} ({trained['sha256'][:8]})" in caption
-    assert f"checked against schema v{trained['version']} ({trained['sha256'][:8]})" in caption
+    assert f"with schema v{trained['version']} ({trained['sha256'][:8]})." in caption
+    assert f"checked against schema v{trained['version']} ({trained['sha256'][:8]})." in caption
+    assert not at.info  # the same schema: no note about a newer one
     age = int(metadata["seen_in_training"]["age"]["maximum"]) + 1
     fill_form(at, applications.iloc[1].to_dict() | {"age": age})
     at.button(key="FormSubmitter:predict_one_form-Predict").click().run()

@@ -21,6 +21,7 @@ import pytest
 
 from mlsys import report_links
 from mlsys.config import ROOT
+from mlsys.schema_versions import SchemaVersion
 from pipelines.ingestion import alert_state, alerts
 from pipelines.ingestion.result import Criticality, Drift, DriftWindow, Issue, ValidationResult
 from tests.conftest import APP_PYTHON, REPORT_LINK_KEY
@@ -88,6 +89,11 @@ def settle(dsn: str, teams, now: datetime) -> list[alert_state.Card]:
 
 def card_links(card: dict) -> list[str]:
     return [a["url"] for a in card["attachments"][0]["content"].get("actions", [])]
+
+
+def card_facts(card: dict) -> dict[str, str]:
+    (facts,) = [b for b in card["attachments"][0]["content"]["body"] if b["type"] == "FactSet"]
+    return {f["title"]: f["value"] for f in facts["facts"]}
 
 
 def card_text(card: dict) -> str:
@@ -191,6 +197,7 @@ RESTART = """
 import sys
 from datetime import datetime
 import psycopg2
+from mlsys.schema_versions import SchemaVersion
 from pipelines.ingestion import alert_state, alerts
 from tests.pipelines.test_alerts import LINKS, POLICY, bad_file
 from pipelines.ingestion.result import Criticality
@@ -349,3 +356,26 @@ def test_the_task_glue_writes_each_report_and_links_the_ones_it_tells(
         for url in card_links(card):
             name = urlsplit(url).path.rsplit("/", 1)[1]
             assert not name or name in reports, url
+
+
+def test_cards_name_the_schema_versions_their_files_were_judged_by(fresh_alerts, teams):
+    """Issue 16: a card says which schema judged its files; a digest across an approval names
+    both versions. The version is recorded with each occurrence."""
+    old = SchemaVersion("3", "a" * 64)
+    new = SchemaVersion("4", "b" * 64)
+    first = dataclasses.replace(bad_file(0, [KINDS[0]]), schema_version=old)
+    look(fresh_alerts, teams, first, T0)
+    [card] = teams.received
+    assert card_facts(card)["Schema"] == alerts.escape(old.short), card_text(card)
+    # A storm spanning an approval: the digest lists both versions, oldest first.
+    for i in range(1, 8):
+        sv = old if i < 4 else new
+        look(fresh_alerts, teams, dataclasses.replace(bad_file(i, [KINDS[i % 3]]),
+                                                      schema_version=sv), T0 + timedelta(seconds=i))  # fmt: skip
+    settle(fresh_alerts, teams, T0 + timedelta(minutes=6))
+    digest = card_facts(teams.received[-1])
+    assert digest["Schema"] == alerts.escape(f"{old.short}, {new.short}"), digest
+    with psycopg2.connect(fresh_alerts) as conn, conn.cursor() as cur:
+        cur.execute("SELECT DISTINCT schema_version, schema_sha256 FROM alert_occurrences")
+        assert set(cur.fetchall()) == {("3", "a" * 64), ("4", "b" * 64)}
+    conn.close()

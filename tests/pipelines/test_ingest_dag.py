@@ -12,9 +12,11 @@ import psycopg2
 import pytest
 
 from mlsys import report_links
+from mlsys.config import get_settings
 from mlsys.db import psycopg2_dsn
 from mlsys.features import Kind, get_feature_spec
 from mlsys.rowchecks import read_raw_csv
+from mlsys.schema_versions import read_schema_version
 from tests.conftest import REPORT_LINK_KEY
 from tests.pipelines.conftest import finish_dag, run_dag, start_dag
 
@@ -87,6 +89,17 @@ def test_a_clean_file_goes_to_good_data_without_alert(
     assert teams.received == []  # nothing worth an alert
     report = (data_dir / "reports" / row["report"]).read_text()
     assert 'id="criticality">none<' in report
+    # Judged by the schema as it is, named in the row (kept with its text) and in the report.
+    sv = read_schema_version(get_settings().schema_path)
+    with psycopg2.connect(psycopg2_dsn(database_url)) as conn, conn.cursor() as cur:
+        cur.execute(
+            """SELECT f.schema_version, f.schema_sha256, v.schema_text FROM ingestion_files f
+               JOIN schema_versions v ON v.sha256 = f.schema_sha256 WHERE f.id = %s""",
+            (row["id"],),
+        )
+        assert cur.fetchone() == (sv.version, sv.sha256, get_settings().schema_path.read_text())
+    conn.close()
+    assert f'id="schema-version" title="sha256 {sv.sha256}">{sv.short}<' in report
 
 
 def _mixed_file(clean_rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[int, tuple[str, str]]]:

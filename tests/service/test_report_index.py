@@ -21,7 +21,9 @@ import psycopg2
 import pytest
 
 from mlsys import report_links
+from mlsys.config import ROOT
 from mlsys.db import psycopg2_dsn
+from mlsys.schema_versions import read_schema_version
 from pipelines.ingestion import report
 from pipelines.ingestion.result import Criticality, Issue, ValidationResult
 from pipelines.ingestion.store import save_statistics
@@ -82,6 +84,7 @@ def test_an_index_link_refuses_a_ttl_out_of_bounds():
 # --- the page, on the real service --------------------------------------------------------------
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 N_FILES = 120
+SCHEMA_VERSION = read_schema_version(ROOT / "schema" / "schema.pbtxt")
 LEVELS = ["none", "low", "medium", "high"]
 HOSTILE = "<script>document.title='pwned'</script>\"><img src=x onerror=alert(1)>%_&amp;.csv"
 
@@ -111,6 +114,8 @@ def files(api: Api) -> Files:
         result = ValidationResult(
             file=claimed, rows_total=50, rows_invalid=i % 4 * 5,
             criticality=Criticality(LEVELS[i % 4]), issues=_issues(i),
+            # Odd files judged by the schema (0009); even ones as if stored before versions.
+            schema_version=SCHEMA_VERSION if i % 2 else None,
         )  # fmt: skip
         with psycopg2.connect(dsn) as conn, conn.cursor() as cur:
             # As the claim does: the name it arrived under, any characters.
@@ -214,10 +219,12 @@ def test_the_index_lists_files_newest_first_with_counts_issue_types_and_reports(
     assert first[2:6] == ["high", "50", "35", "15"]
     assert first[6] == "missing_column, out_of_range"
     assert first[7] == "none"  # its report was never written: no link to a 404
+    assert first[-1] == SCHEMA_VERSION.short  # the schema version that judged it (last)
     times = [r[1] for r in rows]
     assert times == sorted(times, reverse=True)
     second = rows[1]  # i = 118, report written
     assert second[7].startswith(f"href:{quote(files.reports[118])}?expires=")
+    assert second[-1] == "-"  # no version recorded
     assert f"{N_FILES} files match" in answer.text
 
 

@@ -1,8 +1,8 @@
 """The model knows its schema: the versions on /model-info, the unseen-value flag per prediction.
 
-A real model trained on a sample of the data without one category (`ABSENT`), a schema
-approved after training that adds a category (listed first, so that every other category's
-code in the schema moves), and the real service serving that model under the new schema.
+A real model trained on a sample of the data without one category (`ABSENT`), the real service
+serving it, and a schema approved while it runs that adds a category (listed first, so that
+every other category's code in the schema moves); the service picks it up without a restart.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class Served:
     serving: SchemaVersion
     training_spec: FeatureSpec
     model_dir: Path
+    before: dict  # /model-info before the approval
 
     def stored(self, ids: list[int]) -> dict[int, list[str]]:
         with psycopg2.connect(psycopg2_dsn(self.database_url)) as conn, conn.cursor() as cur:
@@ -64,14 +65,6 @@ def served(pg_server: pg.EmbeddedServer, settings, tmp_path_factory) -> Iterator
         dataset="sample", schema_version=snapshot.version,
     )  # fmt: skip
     metadata = model.save(result, tmp / "models")
-    head = 'string_domain {\n  name: "purpose"\n'
-    assert head in snapshot.text
-    serving = write_schema(
-        schema,
-        snapshot.text.replace(head, head + f'  value: "{APPROVED}"\n'),
-        base=snapshot.version,
-        change_comment=f"purpose gains {APPROVED!r} (test)",
-    )
     url = fresh_database(pg_server, "unseen_values")
     migrate(url)
     (tmp / "data" / "reports").mkdir(parents=True)
@@ -84,9 +77,18 @@ def served(pg_server: pg.EmbeddedServer, settings, tmp_path_factory) -> Iterator
                 base_url=base, timeout=30, headers=auth_headers(Role.SCHEDULER)
             ) as scheduler,
         ):
+            before = client.get("/model-info").json()
+            head = 'string_domain {\n  name: "purpose"\n'
+            assert head in snapshot.text
+            serving = write_schema(
+                schema,
+                snapshot.text.replace(head, head + f'  value: "{APPROVED}"\n'),
+                base=snapshot.version,
+                change_comment=f"purpose gains {APPROVED!r} (test)",
+            )
             yield Served(
                 base, url, client, scheduler, metadata, snapshot.version, serving, spec,
-                tmp / "models",
+                tmp / "models", before,
             )  # fmt: skip
     finally:
         launch.stop(proc)
@@ -111,16 +113,15 @@ def _cases(served: Served) -> list[tuple[dict, list[str]]]:
 
 
 def test_model_info_shows_the_trained_and_the_serving_schema_versions(served: Served):
-    info = served.client.get("/model-info")
+    trained = served.trained.to_dict() | {"short": served.trained.short}
+    assert served.before["trained_schema"] == served.before["schema"] == trained
+    info = served.client.get("/model-info")  # after the approval, without a restart
     assert info.status_code == 200, info.text
     body = info.json()
     assert body["version"] == served.metadata["version"]
-    assert body["trained_schema_version"] == served.trained.to_dict() | {
-        "short": served.trained.short
-    }
-    assert body["serving_schema_version"] == served.serving.to_dict() | {
-        "short": served.serving.short
-    }
+    assert body["trained_schema"] == trained
+    assert APPROVED in next(f for f in body["features"] if f["name"] == "purpose")["values"]
+    assert body["schema"] == served.serving.to_dict() | {"short": served.serving.short}
     assert served.serving.version == str(int(served.trained.version) + 1)
     # The model's row in model_versions (written by the service when it loaded the model).
     with psycopg2.connect(psycopg2_dsn(served.database_url)) as conn, conn.cursor() as cur:
