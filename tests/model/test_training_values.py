@@ -63,14 +63,9 @@ def test_what_counts_as_unseen():
         {"color": "b", "n": None, "x": 0.0},  # missing where training had no missing value
         {"color": "b", "n": 7, "x": 1.234},  # never seen exactly, inside the range
     ]
-    assert check.flags_of_records(records) == [
-        (),
-        ("color",),
-        ("color",),
-        ("n", "x"),
-        ("n",),
-        (),
-    ]
+    expected = [(), ("color",), ("color",), ("n", "x"), ("n",), ()]
+    assert check.flags_of_records(records) == expected
+    assert [check.flags_of_records([r])[0] for r in records] == expected  # the one-record path
     assert UnseenCheck(None).flags_of_records(records) == [()] * len(records)
 
 
