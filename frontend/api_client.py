@@ -75,6 +75,8 @@ class ModelInfo:
     negative_class: str | None
     features: tuple[Feature, ...]
     schema_version: str | None = None  # the serving schema, 'v3 (1a2b3c4d)'
+    # The schema the model was trained with, the same way; None: not recorded.
+    trained_schema_version: str | None = None
 
     @property
     def classes(self) -> list[str]:
@@ -92,6 +94,8 @@ class Prediction:
     source_file: str | None = None
     source_row: int | None = None
     features: dict[str, Any] = field(default_factory=dict)
+    # Features whose value the model never saw in training (mlsys/training_values.py).
+    unseen_features: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,7 @@ def parse_prediction(raw: Any) -> Prediction:
         source_file=raw.get("source_file"),
         source_row=None if row is None else int(row),
         features=dict(raw.get("features") or {}),
+        unseen_features=tuple(str(f) for f in raw.get("unseen_features") or ()),
     )
 
 
@@ -169,6 +174,7 @@ def parse_model_info(raw: Any) -> ModelInfo:
         negative_class=None if classes.get("negative") is None else str(classes["negative"]),
         features=features,
         schema_version=_schema_short(raw.get("schema")),
+        trained_schema_version=_schema_short(raw.get("trained_schema")),
     )
 
 

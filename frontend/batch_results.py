@@ -20,13 +20,17 @@ INVALID = "invalid, not sent"  # the UI's check found invalid values: never sent
 REFUSED = "refused by the API"  # in a chunk the API refused (each chunk is all-or-nothing)
 NOT_SENT = "not sent"  # valid, but sending stopped (or has not reached it yet)
 STATUSES = (PREDICTED, INVALID, REFUSED, NOT_SENT)
+# The results' column of the features whose value the model never saw in training.
+UNSEEN = "unseen in training"
 
 
 def results_frame(checked: CheckedUpload, outcome: BatchOutcome) -> pd.DataFrame:
     """Every row of the file (index `row`, from 1): `status` (one of `STATUSES`), `prediction`
-    and `probability` (empty unless predicted), `reason` (why not predicted: every invalid value
-    of the row, or the API's refusal, or why sending stopped), then the features as checked
-    (an invalid value is empty; the reason quotes it).
+    and `probability` (empty unless predicted), `unseen in training` (the features whose value
+    the model never saw in training, comma-separated: the prediction has less evidence behind
+    it), `reason` (why not predicted: every invalid value of the row, or the API's refusal, or
+    why sending stopped), then the features as checked (an invalid value is empty; the reason
+    quotes it).
 
     `outcome` sends `checked.records` (the valid rows, in order).
     """
@@ -40,6 +44,7 @@ def results_frame(checked: CheckedUpload, outcome: BatchOutcome) -> pd.DataFrame
     reason = pd.Series("", index=frame.index, dtype="object")
     prediction = pd.Series(None, index=frame.index, dtype="object")
     probability = pd.Series(float("nan"), index=frame.index, dtype="float64")
+    unseen = pd.Series("", index=frame.index, dtype="object")
 
     done = rows[: outcome.sent]
     status.loc[done] = PREDICTED
@@ -47,6 +52,7 @@ def results_frame(checked: CheckedUpload, outcome: BatchOutcome) -> pd.DataFrame
     probability.loc[done] = [
         float("nan") if p.probability is None else p.probability for p in outcome.predictions
     ]
+    unseen.loc[done] = [", ".join(p.unseen_features) for p in outcome.predictions]
     waiting = rows[outcome.sent :]
     if outcome.error is None:
         reason.loc[waiting] = "not sent yet"
@@ -70,11 +76,30 @@ def results_frame(checked: CheckedUpload, outcome: BatchOutcome) -> pd.DataFrame
 
     out = frame.copy()
     out.insert(0, "reason", reason)
+    out.insert(0, UNSEEN, unseen)
     out.insert(0, "probability", probability)
     out.insert(0, "prediction", prediction)
     out.insert(0, "status", status)
     out.index.name = "row"
     return out
+
+
+def unseen_summary(predictions: Sequence) -> str | None:
+    """A sentence counting the predictions with values the model never saw, per feature
+    ("3 of 50 predicted rows hold values the model never saw in training: purpose 2, age 1");
+    None when there is none. `predictions`: the API's `Prediction`s."""
+    flagged = [p.unseen_features for p in predictions if p.unseen_features]
+    if not flagged:
+        return None
+    counts: dict[str, int] = {}
+    for features in flagged:
+        for name in features:
+            counts[name] = counts.get(name, 0) + 1
+    per_feature = ", ".join(f"{name} {n}" for name, n in counts.items())
+    return (
+        f"{len(flagged)} of {len(predictions)} predicted rows hold values the model never saw "
+        f"in training: {per_feature}"
+    )
 
 
 def row_list(rows: Sequence[int], limit: int = 10) -> str:

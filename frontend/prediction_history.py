@@ -26,7 +26,8 @@ def date_filter(start: date, end: date) -> tuple[date, date]:
 
 
 def past_frame(items: Sequence[Prediction], feature_names: Sequence[str]) -> pd.DataFrame:
-    """Stored predictions -> one row each: when, source, prediction, then the features."""
+    """Stored predictions -> one row each: when, source, prediction, the features whose
+    value the model never saw in training (comma-separated; empty for most), then the features."""
     extra = sorted({k for p in items for k in p.features} - set(feature_names))
     columns = list(feature_names) + extra
     rows = []
@@ -40,6 +41,7 @@ def past_frame(items: Sequence[Prediction], feature_names: Sequence[str]) -> pd.
             "model_version": p.model_version,
             "source_file": p.source_file,
             "source_row": p.source_row,
+            "unseen_features": ", ".join(p.unseen_features),
         }
         row.update({name: p.features.get(name) for name in columns})
         rows.append(row)
@@ -52,6 +54,7 @@ def past_frame(items: Sequence[Prediction], feature_names: Sequence[str]) -> pd.
         "model_version",
         "source_file",
         "source_row",
+        "unseen_features",
     ]
     return pd.DataFrame(rows, columns=fixed + columns)
 

@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from mlsys import training_values
 from mlsys.features import FeatureSpec
+from mlsys.schema_versions import SchemaVersion
 
 MODEL_FILE = "model.txt"
 METADATA_FILE = "metadata.json"
@@ -79,9 +81,20 @@ class TrainResult:
 
 
 def train(
-    frame, spec: FeatureSpec, *, target: str, positive_class: str, dataset: str
+    frame,
+    spec: FeatureSpec,
+    *,
+    target: str,
+    positive_class: str,
+    dataset: str,
+    schema_version: SchemaVersion | None = None,
 ) -> TrainResult:
-    """Train on 80% of the rows (stratified, fixed seed) and evaluate on the other 20%."""
+    """Train on 80% of the rows (stratified, fixed seed) and evaluate on the other 20%.
+
+    `schema_version`: the version of the schema `spec` was read from (`training.train` reads
+    both from one snapshot of the file), recorded in the metadata and hashed into the model's
+    version; None only for models trained outside `make train` (some tests, benches).
+    """
     import lightgbm as lgb
     from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
     from sklearn.model_selection import StratifiedKFold, train_test_split
@@ -125,7 +138,12 @@ def train(
             "positive": str(positive_class),
             "negative": negatives[0] if negatives else "0",
         },
+        "schema_version": None if schema_version is None else schema_version.to_dict(),
         "features": spec.to_dict()["features"],
+        # The values of the rows the model is fitted on, for the service's unseen-value flag.
+        training_values.METADATA_KEY: training_values.to_metadata(
+            training_values.seen_in_training(X_train, spec)
+        ),
         "params": PARAMS | {"num_boost_round": NUM_ROUNDS},
         "rows": {"train": int(len(y_train)), "test": int(len(y_test))},
         "positive_rate_train": float(y_train.mean()),
@@ -140,12 +158,23 @@ def train(
     return TrainResult(booster=booster, metadata=metadata)
 
 
+def model_version(model_text: str, schema_version: dict[str, Any] | None) -> str:
+    """'lgbm-' and 12 hex digits of the SHA-256 of the model text and, when known, of the
+    schema's content hash: the same trees trained under another schema (a domain that grew,
+    say: LightGBM's text does not change) are another artefact, with other codes."""
+    digest = hashlib.sha256(model_text.encode())
+    if schema_version is not None:
+        digest.update(b"\nschema-sha256:" + str(schema_version["sha256"]).encode())
+    return "lgbm-" + digest.hexdigest()[:12]
+
+
 def save(result: TrainResult, model_dir: Path) -> dict[str, Any]:
-    """Write model and metadata atomically; the version is a hash of the model itself."""
+    """Write model and metadata atomically; the version is a hash of the model itself (and
+    of the schema it was trained with: `model_version`)."""
     model_dir.mkdir(parents=True, exist_ok=True)
     text = result.booster.model_to_string()
     metadata = result.metadata | {
-        "version": "lgbm-" + hashlib.sha256(text.encode()).hexdigest()[:12]
+        "version": model_version(text, result.metadata.get("schema_version"))
     }
     for name, content in ((MODEL_FILE, text), (METADATA_FILE, json.dumps(metadata, indent=2))):
         tmp = model_dir / f".{name}.tmp"
@@ -218,11 +247,54 @@ class SingleRowPredictor:
             self._lib.LGBM_FastConfigFree(config)
 
 
+def category_maps(metadata: dict[str, Any], spec: FeatureSpec) -> list[tuple[int, np.ndarray]]:
+    """How to turn category codes of the serving schema into the model's codes.
+
+    The model keeps the codes of the schema it was trained with (its metadata's `features`);
+    a schema approved since may list more categories, or list them in another order. Returns
+    (column, table) for each categorical column whose domains differ, where table[serving
+    code] is the model's code; a category the model's domain lacks gets a code past its end,
+    which no training row had, so LightGBM treats it as any category it never saw. The last
+    entry of a table maps a missing value (NaN) to NaN. Empty when the domains are the same.
+    """
+    trained = {f["name"]: list(f.get("values") or []) for f in metadata.get("features", [])}
+    maps = []
+    for j, feature in enumerate(spec.features):
+        values = trained.get(feature.name)
+        if not feature.is_categorical or values is None or list(feature.values) == values:
+            continue
+        code = {v: i for i, v in enumerate(values)}
+        table = [float(code.get(v, len(values))) for v in feature.values] + [math.nan]
+        maps.append((j, np.array(table, dtype=np.float64)))
+    return maps
+
+
 @dataclass
 class LoadedModel:
     booster: Any
     metadata: dict[str, Any]
     _single: SingleRowPredictor | None = field(default=None, repr=False, compare=False)
+    # Which features of a record hold values no training row had (built once per load).
+    unseen: training_values.UnseenCheck = field(init=False, repr=False, compare=False)
+    _maps: tuple[FeatureSpec, list] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        domains = {f["name"]: f.get("values") or [] for f in self.metadata.get("features", [])}
+        self.unseen = training_values.UnseenCheck(
+            training_values.from_metadata(self.metadata), domains
+        )
+
+    def to_model_codes(self, matrix: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+        """`matrix` (encoded with `spec`'s category codes, modified in place) in the model's
+        codes (`category_maps`); unchanged, at no cost, when the domains are the same."""
+        cached = self._maps
+        if cached is None or cached[0] is not spec:
+            cached = self._maps = (spec, category_maps(self.metadata, spec))
+        for j, table in cached[1]:
+            column = matrix[:, j]
+            index = np.where(np.isnan(column), len(table) - 1, column).astype(np.intp)
+            matrix[:, j] = table[index]
+        return matrix
 
     @property
     def version(self) -> str:
@@ -266,6 +338,9 @@ def load(model_dir: Path) -> LoadedModel:
     metadata = json.loads(meta_file.read_text(encoding="utf-8"))
     if math.isnan(float(metadata.get("metrics", {}).get("roc_auc", "nan"))):
         raise ModelNotFoundError(f"model metadata in {model_dir} has no ROC AUC")
+    # Malformed training values or schema version: ValueError now, not at each request.
+    training_values.from_metadata(metadata)
+    trained_schema_version(metadata)
     return LoadedModel(booster=booster, metadata=metadata)
 
 
@@ -273,11 +348,19 @@ def load(model_dir: Path) -> LoadedModel:
 # changes (sql/migrations/0007.model-versions.sql).
 RECORD_SQL = """
 INSERT INTO model_versions
-    (version, trained_at, target, positive_class, positive_rate_train, features, metrics, metadata)
+    (version, trained_at, target, positive_class, positive_rate_train, features, metrics, metadata,
+     schema_version, schema_sha256)
 VALUES (%(version)s, %(trained_at)s, %(target)s, %(positive_class)s, %(positive_rate_train)s,
-        %(features)s, %(metrics)s, %(metadata)s)
+        %(features)s, %(metrics)s, %(metadata)s, %(schema_version)s, %(schema_sha256)s)
 ON CONFLICT (version) DO NOTHING
 """
+
+
+def trained_schema_version(metadata: dict[str, Any]) -> SchemaVersion | None:
+    """The schema version a model was trained with (metadata.json's `schema_version`); None
+    for a model trained before it was recorded. ValueError when malformed."""
+    raw = metadata.get("schema_version")
+    return None if raw is None else SchemaVersion.from_dict(raw)
 
 
 def metadata_row(metadata: dict[str, Any]) -> dict[str, Any]:
@@ -289,7 +372,10 @@ def metadata_row(metadata: dict[str, Any]) -> dict[str, Any]:
     rate = float(metadata["positive_rate_train"])
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"positive_rate_train {rate} is not a share")
+    schema = trained_schema_version(metadata)
     return {
+        "schema_version": None if schema is None else schema.version,
+        "schema_sha256": None if schema is None else schema.sha256,
         "version": str(metadata["version"]),
         "trained_at": metadata.get("trained_at"),
         "target": str(metadata["target"]),

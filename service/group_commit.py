@@ -40,13 +40,17 @@ import orjson
 
 from mlsys.config import libpq_url
 from service.db import DatabaseUnavailable, first_line, is_unavailable_sqlstate
+from service.store import array_literal
 
 log = logging.getLogger("service.group_commit")
 
 # Rows are ordered by the sequence, i.e. in the order unnest produced them (the arrays' order).
-INSERT_GROUP_SQL = """INSERT INTO predictions (source, features, prediction, probability, model_version)
-SELECT s, f::jsonb, p, pr, v
-FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[]) AS t(s, f, p, pr, v)
+# unseen_features travel as text[] literals (unnest cannot take an array of ragged arrays).
+INSERT_GROUP_SQL = """INSERT INTO predictions
+    (source, features, prediction, probability, model_version, unseen_features)
+SELECT s, f::jsonb, p, pr, v, u::text[]
+FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::text[])
+    AS t(s, f, p, pr, v, u)
 RETURNING id, created_at"""
 
 
@@ -58,6 +62,7 @@ class Row(NamedTuple):
     prediction: str
     probability: float
     model_version: str
+    unseen_features: tuple[str, ...] = ()
 
 
 @dataclass
@@ -203,6 +208,7 @@ class GroupWriter:
                 [r.prediction for r in rows],
                 [r.probability for r in rows],
                 [r.model_version for r in rows],
+                [array_literal(r.unseen_features) for r in rows],
             )
         except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError,
                 asyncpg.exceptions.InterfaceError) as exc:  # fmt: skip

@@ -27,17 +27,20 @@ class ModelUnavailable(RuntimeError):
 
 
 def check_matches_spec(metadata: dict, spec: FeatureSpec) -> None:
-    """The model must have been trained on the features (and category codes) we serve."""
-    trained = [
-        (f["name"], f["kind"], list(f.get("values") or [])) for f in metadata.get("features", [])
-    ]
-    serving = [(f.name, f.kind.value, list(f.values)) for f in spec.features]
+    """The model must have been trained on the features we serve, of the same kinds.
+
+    Their categories may differ: a schema approved after training may add categories (or
+    order them otherwise); the model keeps its own codes (`LoadedModel.to_model_codes`) and
+    the predictions of a category it never saw are flagged (`mlsys.training_values`).
+    """
+    trained = [(f["name"], f["kind"]) for f in metadata.get("features", [])]
+    serving = [(f.name, f.kind.value) for f in spec.features]
     if trained != serving:
         trained_names = [t[0] for t in trained]
         if trained_names != spec.names:
             why = f"features {trained_names} differ from the schema's {spec.names}"
         else:
-            why = "the categories of some features differ from the schema's"
+            why = "the kinds of some features differ from the schema's"
         raise ModelUnavailable(
             f"the model was trained on another feature spec ({why}): run `make train`"
         )

@@ -64,16 +64,19 @@ def _new_predictions(
     rows: list[int] | None = None,
     batch_threads: int = 1,
 ) -> Iterator[store.NewPrediction]:
-    """Predictions made chunk by chunk as they are consumed (by a streaming COPY)."""
+    """Predictions made chunk by chunk as they are consumed (by a streaming COPY), each with
+    the features whose value the model never saw in training."""
     for start in range(0, len(records), PREDICT_CHUNK_ROWS):
         stop = start + PREDICT_CHUNK_ROWS
         probabilities, labels = _predict(model, matrix[start:stop], batch_threads=batch_threads)
+        unseen = model.unseen.flags(records[start:stop], matrix[start:stop])
         for k, (p, label) in enumerate(zip(probabilities, labels, strict=True)):
             yield store.NewPrediction(
                 features=records[start + k],
                 prediction=label,
                 probability=p,
                 source_row=None if rows is None else rows[start + k],
+                unseen_features=unseen[k],
             )
 
 
@@ -145,10 +148,17 @@ class Predictor:
                 self.predict_in_thread, body, sources, idempotency_key, validator
             )
         request = self.parse(body, sources, None, validator)
-        model = self.models.get()
+        model = self.for_model(request, validator)
         if request.source == "webapp":
             return await self._predict_grouped(request, model)
         return await self.db.call(self.store_in_thread, request, model)
+
+    def for_model(self, request: PredictRequest, validator: RecordValidator) -> LoadedModel:
+        """The model, with the request's matrix (encoded by `validator`, the schema version
+        that judged it) turned into the model's category codes, in place."""
+        model = self.models.get()
+        model.to_model_codes(request.matrix, validator.spec)
+        return model
 
     def parse(
         self,
@@ -176,12 +186,16 @@ class Predictor:
     async def _predict_grouped(self, request: PredictRequest, model: LoadedModel) -> dict[str, Any]:
         probabilities = model.predict_rows(request.matrix)  # the event loop's thread only
         version, source = model.version, request.source
+        unseen = model.unseen.flags(request.records, request.matrix)
         new = [
-            store.NewPrediction(record, model.label(p), p)
-            for record, p in zip(request.records, probabilities, strict=True)
+            store.NewPrediction(record, model.label(p), p, None, flags)
+            for record, p, flags in zip(request.records, probabilities, unseen, strict=True)
         ]
         stored = await self.writer.write(
-            [Row(source, n.features, n.prediction, n.probability, version) for n in new]
+            [
+                Row(source, n.features, n.prediction, n.probability, version, n.unseen_features)
+                for n in new
+            ]
         )
         return {
             "model_version": version,
@@ -202,7 +216,7 @@ class Predictor:
     ) -> dict[str, Any]:
         """A large or keyed body, parsed, predicted and stored in a database thread."""
         request = self.parse(body, sources, idempotency_key, validator)
-        return self.store_in_thread(request, self.models.get(), idempotency_key)
+        return self.store_in_thread(request, self.for_model(request, validator), idempotency_key)
 
     def store_in_thread(
         self, request: PredictRequest, model: LoadedModel, idempotency_key: str | None = None

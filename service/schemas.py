@@ -18,6 +18,13 @@ class StoredPrediction(BaseModel):
     source_file: str | None = None
     source_row: int | None = None
     features: dict[str, Any]
+    unseen_features: list[str] = Field(
+        default=[],
+        description="features whose value no training row had (a category the model never "
+        "saw, a number outside the training minimum and maximum, a missing value where "
+        "training had none), in feature order; empty for most predictions",
+        examples=[["purpose"]],
+    )
 
 
 class PredictResponse(BaseModel):

@@ -17,7 +17,10 @@ import orjson
 COPY_THRESHOLD = 20
 # Rows per piece of a streamed COPY: small enough to overlap prediction with ingestion.
 COPY_CHUNK_ROWS = 500
-_COLUMNS = "id, created_at, source, features, prediction, probability, model_version, source_file, source_row"
+_COLUMNS = (
+    "id, created_at, source, features, prediction, probability, model_version, source_file,"
+    " source_row, unseen_features"
+)
 
 
 class NewPrediction(NamedTuple):
@@ -27,6 +30,16 @@ class NewPrediction(NamedTuple):
     prediction: str
     probability: float
     source_row: int | None = None
+    # Features whose value no training row had (mlsys.training_values), in feature order.
+    unseen_features: tuple[str, ...] = ()
+
+
+def array_literal(names: tuple[str, ...] | list[str]) -> str:
+    """A PostgreSQL text[] literal of `names` (each quoted: any character is safe)."""
+    if not names:
+        return "{}"
+    quoted = (n.replace("\\", "\\\\").replace('"', '\\"') for n in names)
+    return "{" + ",".join(f'"{n}"' for n in quoted) + "}"
 
 
 class StoredConflict(Exception):
@@ -38,9 +51,8 @@ class StoredConflict(Exception):
 
 
 def _row_dict(row: tuple) -> dict[str, Any]:
-    pid, created_at, source, features, prediction, probability, version, source_file, source_row = (
-        row
-    )
+    (pid, created_at, source, features, prediction, probability, version, source_file,
+     source_row, unseen) = row  # fmt: skip
     return {
         "id": pid,
         "created_at": created_at,
@@ -51,6 +63,7 @@ def _row_dict(row: tuple) -> dict[str, Any]:
         "model_version": version,
         "source_file": source_file,
         "source_row": source_row,
+        "unseen_features": unseen,
     }
 
 
@@ -67,8 +80,8 @@ def _copy_text(value: str) -> str:
 
 
 INSERT_ONE_SQL = """INSERT INTO predictions (source, features, prediction, probability,
-                                         model_version, source_file, source_row)
-                 VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id, created_at"""
+                                         model_version, source_file, source_row, unseen_features)
+                 VALUES (%s, %s, %s, %s, %s, %s, %s, %s::text[]) RETURNING id, created_at"""
 
 
 def insert_one_params(
@@ -82,6 +95,7 @@ def insert_one_params(
         model_version,
         source_file,
         p.source_row,
+        list(p.unseen_features),
     )
 
 
@@ -105,6 +119,7 @@ def stored_dict(
         "model_version": model_version,
         "source_file": source_file,
         "source_row": p.source_row,
+        "unseen_features": list(p.unseen_features),
     }
 
 
@@ -157,9 +172,10 @@ def insert_predictions(
             for pid, p in zip(ids, predictions, strict=True):
                 out.append(stored(pid, created_at, p))
                 row = "\\N" if p.source_row is None else str(p.source_row)
+                unseen = _copy_text(array_literal(p.unseen_features))
                 lines.append(
                     f"{pid}{head}{_copy_text(dumps(p.features).decode())}\t"
-                    f"{_copy_text(p.prediction)}\t{p.probability!r}{tail}\t{row}\n"
+                    f"{_copy_text(p.prediction)}\t{p.probability!r}{tail}\t{row}\t{unseen}\n"
                 )
                 if len(lines) == COPY_CHUNK_ROWS:
                     yield "".join(lines)
@@ -169,7 +185,7 @@ def insert_predictions(
 
         cur.copy_expert(
             "COPY predictions (id, source, features, prediction, probability, model_version,"
-            " source_file, source_row) FROM STDIN",
+            " source_file, source_row, unseen_features) FROM STDIN",
             _ChunkReader(chunks()),
         )
     return out
@@ -202,7 +218,7 @@ def stored_rows(conn, *, source_file: str, rows: list[int]) -> dict[int, dict[st
             f"SELECT {_COLUMNS} FROM predictions WHERE source_file = %s AND source_row = ANY(%s)",
             (source_file, rows),
         )
-        return {r[-1]: _row_dict(r) for r in cur.fetchall()}
+        return {d["source_row"]: d for d in map(_row_dict, cur.fetchall())}
 
 
 def claim_idempotency_key(conn, key: str, digest: bytes) -> bool:

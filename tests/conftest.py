@@ -116,13 +116,14 @@ def trained_model_dir(tmp_path_factory: pytest.TempPathFactory, settings) -> Pat
     import pandas as pd
 
     from mlsys import model
-    from mlsys.features import load_feature_spec
+    from mlsys.schema_versions import read_snapshot
 
-    spec = load_feature_spec(settings.schema_path, target=settings.target_column)
+    snapshot = read_snapshot(settings.schema_path)  # as `make train` reads it
+    spec = snapshot.feature_spec(settings.target_column)
     frame = pd.read_csv(settings.dataset_path)
     result = model.train(
         frame, spec, target=settings.target_column, positive_class=settings.positive_class,
-        dataset=str(settings.dataset_path),
+        dataset=str(settings.dataset_path), schema_version=snapshot.version,
     )  # fmt: skip
     out = tmp_path_factory.mktemp("model")
     model.save(result, out)

@@ -12,10 +12,17 @@ st.title(f"Predict {settings().subject}")
 info = model_info_or_stop()
 positive = info.positive_class
 st.caption(
-    f"Model {info.version}, trained {info.trained_at or 'at an unknown time'}. "
+    f"Model {info.version}, trained {info.trained_at or 'at an unknown time'} with schema "
+    f"{info.trained_schema_version or '(not recorded)'}. "
     f"It predicts `{info.target}`; the probability shown is that of class {positive}."
     + (f" Values are checked against schema {info.schema_version}." if info.schema_version else "")
 )
+if info.trained_schema_version and info.schema_version != info.trained_schema_version:
+    st.info(
+        "The schema changed since the model was trained: values approved since then are "
+        "accepted, and their predictions are marked as holding values the model never saw.",
+        icon=":material/new_releases:",
+    )
 
 
 def _class_label(value: str) -> str:
@@ -75,6 +82,12 @@ if one is not None:
         else f", probability of class {positive}: {one.probability:.2f}"
     )
     st.success(f"Prediction: {_class_label(one.prediction)}{probability}. Stored as #{one.id}.")
+    if one.unseen_features:
+        st.warning(
+            f"The model never saw this value of {', '.join(one.unseen_features)} in training: "
+            "the prediction has less evidence behind it.",
+            icon=":material/help:",
+        )
 
 # --- a CSV file -------------------------------------------------------------------------------
 st.subheader("A CSV file")
@@ -195,6 +208,12 @@ if uploaded is not None:
                 )
                 if outcome.complete:
                     st.success(f"Predicted {len(outcome.predictions)} rows.")
+                unseen_note = batch_results.unseen_summary(outcome.predictions)
+                if unseen_note:
+                    st.warning(
+                        f"{unseen_note}. The column `{batch_results.UNSEEN}` names them.",
+                        icon=":material/help:",
+                    )
                 if invalid_rows:
                     st.info(
                         f"{len(invalid_rows)} rows were not predicted because of invalid values "

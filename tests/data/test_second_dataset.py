@@ -158,6 +158,13 @@ def test_the_curated_schema_holds_for_the_data_set_with_tfdv(spec, rows, tfdv):
 def test_training_follows_the_settings(trained, spec, rows):
     assert trained["target"] == TARGET
     assert [f["name"] for f in trained["features"]] == spec.names
+    # The model knows its schema: the version of the file trained with, and the training
+    # values of every feature (what the service's unseen-value flag compares with).
+    from mlsys.schema_versions import read_schema_version
+
+    assert trained["schema_version"] == read_schema_version(HERE / "schema.pbtxt").to_dict()
+    assert list(trained["seen_in_training"]) == spec.names
+    assert trained["seen_in_training"]["gender"]["categories"] == ["female", "male"]
     assert trained["classes"] == {"positive": "1", "negative": "0"}
     # The prior Grafana compares with: this data set's, not German Credit's 0.70.
     assert trained["positive_rate_train"] == pytest.approx(rows[TARGET].mean(), abs=0.01)

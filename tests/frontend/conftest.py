@@ -128,7 +128,13 @@ def csv_of(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False).encode()
 
 
-def prediction(label: str, probability: float, created_at: datetime | None = None, **features):
+def prediction(
+    label: str,
+    probability: float,
+    created_at: datetime | None = None,
+    unseen: tuple[str, ...] = (),
+    **features,
+):
     return Prediction(
         id=1,
         prediction=label,
@@ -137,6 +143,7 @@ def prediction(label: str, probability: float, created_at: datetime | None = Non
         created_at=created_at,
         model_version="v",
         features=features,
+        unseen_features=unseen,
     )
 
 

@@ -16,10 +16,23 @@ from tests.frontend.conftest import INVALID_CELLS, MB, csv_of, prediction, with_
 def test_results_sit_next_to_their_features_and_download_as_csv(info, applications):
     parsed = parse_upload(csv_of(applications.iloc[:3]), info.features, max_bytes=MB)
     outcome = BatchOutcome(total=3)
-    outcome.predictions.extend([prediction("1", 0.9), prediction("0", 0.2), prediction("1", 0.7)])
+    outcome.predictions.extend(
+        [
+            prediction("1", 0.9),
+            prediction("0", 0.2, unseen=("purpose", "age")),
+            prediction("1", 0.7),
+        ]
+    )
     results = batch_results.results_frame(parsed, outcome)
-    assert list(results.columns[:5]) == ["status", "prediction", "probability", "reason", "sex"]
+    assert list(results.columns[:6]) == [
+        "status", "prediction", "probability", "unseen in training", "reason", "sex",
+    ]  # fmt: skip
     assert list(results["prediction"]) == ["1", "0", "1"]
+    assert list(results["unseen in training"]) == ["", "purpose, age", ""]
+    assert batch_results.unseen_summary(outcome.predictions) == (
+        "1 of 3 predicted rows hold values the model never saw in training: purpose 1, age 1"
+    )
+    assert batch_results.unseen_summary(outcome.predictions[:1]) is None
     assert set(results["status"]) == {PREDICTED} and set(results["reason"]) == {""}
     back = pd.read_csv(io.BytesIO(batch_results.to_csv_bytes(results)))
     assert list(back["row"]) == [1, 2, 3]

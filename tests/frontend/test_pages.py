@@ -6,6 +6,7 @@ page claims is checked against the rows in PostgreSQL.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -113,6 +114,30 @@ def test_predict_one_application_from_the_form(api_url, use_api, ui_db, applicat
     assert (source, prediction) == ("webapp", want.prediction)
     assert message.endswith(f"Stored as #{row_id}.")
     assert features == {k: (v if isinstance(v, str) else int(v)) for k, v in record.items()}
+
+
+def test_a_value_the_model_never_saw_is_flagged_on_the_page_and_stored(
+    api_url, use_api, ui_db, applications, trained_model_dir
+):
+    """An age the schema accepts but above every training row's: the page says so."""
+    use_api(api_url)
+    at = app()
+    metadata = json.loads((trained_model_dir / "metadata.json").read_text(encoding="utf-8"))
+    caption = " ".join(c.value for c in at.caption)
+    trained = metadata["schema_version"]
+    assert f"with schema v{trained['version']} ({trained['sha256'][:8]})." in caption
+    assert f"checked against schema v{trained['version']} ({trained['sha256'][:8]})." in caption
+    assert not at.info  # the same schema: no note about a newer one
+    age = int(metadata["seen_in_training"]["age"]["maximum"]) + 1
+    fill_form(at, applications.iloc[1].to_dict() | {"age": age})
+    at.button(key="FormSubmitter:predict_one_form-Predict").click().run()
+    assert_no_exception(at)
+    assert at.success
+    [warning] = [w.value for w in at.warning]
+    assert warning.startswith("The model never saw this value of age in training")
+    with ui_db.cursor() as cur:
+        cur.execute("SELECT unseen_features FROM predictions ORDER BY id DESC LIMIT 1")
+        assert cur.fetchone() == (["age"],)
 
 
 def test_an_incomplete_form_names_the_empty_fields_and_sends_nothing(api_url, use_api, ui_db):

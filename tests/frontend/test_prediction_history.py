@@ -14,14 +14,15 @@ from tests.frontend.conftest import prediction
 def test_past_predictions_flatten_features_after_the_prediction(info):
     when = datetime(2026, 11, 1, 12, tzinfo=UTC)
     frame = history.past_frame(
-        [prediction("1", 0.8, when, age=30, sex="male", legacy="x")],
+        [prediction("1", 0.8, when, ("age",), age=30, sex="male", legacy="x")],
         [f.name for f in info.features],
     )
     names = [f.name for f in info.features]
     assert list(frame.columns) == [
         "id", "created_at", "source", "prediction", "probability", "model_version",
-        "source_file", "source_row", *names, "legacy",
+        "source_file", "source_row", "unseen_features", *names, "legacy",
     ]  # fmt: skip
+    assert frame.loc[0, "unseen_features"] == "age"
     assert frame.loc[0, "age"] == 30 and frame.loc[0, "legacy"] == "x"
     assert pd.isna(frame.loc[0, "purpose"])
 

@@ -157,12 +157,20 @@ def build(
         pool = unsure if degraded and now - created <= timedelta(minutes=30) else order
         row = int(rng.choice(pool))
         scheduled = i % 10 < 7
+        # Values the model never saw: now and then an age past the training maximum; in the
+        # degraded scenario's last 30 minutes, a third of the rows hold a category approved
+        # after training (as the service flags them: mlsys/training_values.py).
+        unseen = (["age"] if i % 40 == 0 else []) + (
+            ["purpose"]
+            if degraded and now - created <= timedelta(minutes=30) and i % 3 == 0
+            else []
+        )
         seeded.predictions.append(
             {"created_at": created, "source": "scheduled" if scheduled else "webapp",
              "features": {k: _plain(v) for k, v in rows.iloc[row][spec.names].items()},
              "probability": float(probabilities[row]), "model_version": model_version,
              "source_file": f"good-{i // 25:04d}.csv" if scheduled else None,
-             "source_row": i % 25 if scheduled else None}
+             "source_row": i % 25 if scheduled else None, "unseen_features": unseen}
         )  # fmt: skip
     for p in seeded.predictions:
         if p["source_file"]:
@@ -209,10 +217,12 @@ def write(conn, seeded: Seeded, *, positive_label: str, negative_label: str) -> 
         execute_values(
             cur,
             """INSERT INTO predictions (created_at, source, features, prediction, probability,
-                                        model_version, source_file, source_row) VALUES %s""",
+                                        model_version, source_file, source_row, unseen_features)
+               VALUES %s""",
             [(p["created_at"], p["source"], json.dumps(p["features"]),
               positive_label if p["probability"] >= 0.5 else negative_label, p["probability"],
-              p["model_version"], p["source_file"], p["source_row"]) for p in seeded.predictions],
+              p["model_version"], p["source_file"], p["source_row"], p["unseen_features"])
+             for p in seeded.predictions],
         )  # fmt: skip
         execute_values(
             cur,

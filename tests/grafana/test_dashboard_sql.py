@@ -114,6 +114,22 @@ def test_prediction_figures(seeded, scenario, model_metadata):
     assert set(volume.column("metric")) == {"webapp", "scheduled"}
 
 
+@pytest.mark.parametrize("scenario", ["healthy", "degraded"])
+def test_predictions_with_unseen_values_by_feature(seeded, scenario):
+    _, planned = seeded[scenario]
+    result = _run_panel(seeded, scenario, "mlsys-drift-predictions", 9)
+    counted: dict[str, int] = {}
+    for feature, n in zip(result.column("metric"), result.column("predictions with unseen values"), strict=True):  # fmt: skip
+        counted[feature] = counted.get(feature, 0) + n
+    expected: dict[str, int] = {}
+    for p in planned.predictions_since(timedelta(hours=1)):
+        for feature in p["unseen_features"]:
+            expected[feature] = expected.get(feature, 0) + 1
+    assert counted == expected
+    # The degraded scenario's newly approved category shows; the healthy one has none.
+    assert ("purpose" in counted) == (scenario == "degraded")
+
+
 def test_latest_drift_per_feature(seeded):
     _, planned = seeded["degraded"]
     result = _run_panel(seeded, "degraded", "mlsys-drift-predictions", 2)

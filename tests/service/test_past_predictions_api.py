@@ -93,8 +93,9 @@ def test_all_sources_newest_first_with_every_field(api: Api, stored):
     assert [i["id"] for i in items] == _newest_first(stored)
     assert set(items[0]) == {
         "id", "created_at", "source", "features", "prediction", "probability", "model_version",
-        "source_file", "source_row",
+        "source_file", "source_row", "unseen_features",
     }  # fmt: skip
+    assert items[0]["unseen_features"] == []
     assert answer.json()["next_cursor"] is None
 
 
