@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mlsys.rowchecks import REASON_FIELDS, Reason
+from pipelines.proposals.evidence import Evidence
 
 # The report shows this many bad rows (the first ones); the rest are in bad_data.
 SAMPLE_ROWS = 100
@@ -194,6 +195,9 @@ class ValidationResult:
     tfdv_rows: int = 0
     # What the reader had to interpret (a `sep=` line, a BOM...): shown in the report.
     notes: tuple[str, ...] = field(default=())
+    # What the file says about the schema (values outside domains, beyond ranges, unknown
+    # columns), bounded per column: what schema proposals are made from (docs/schema.md).
+    evidence: tuple[Evidence, ...] = ()
 
     @property
     def rows_valid(self) -> int:
@@ -243,6 +247,7 @@ class ValidationResult:
                 "file_reasons": tuple(Reason(**r) for r in data.get("file_reasons", ())),
                 "sample": tuple(Reason(**r) for r in data.get("sample", ())),
                 "notes": tuple(data.get("notes", ())),
+                "evidence": tuple(Evidence.from_dict(e) for e in data.get("evidence", ())),
             }
         )
 
