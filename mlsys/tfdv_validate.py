@@ -7,6 +7,7 @@ run in that interpreter). TFDV has no cheap per-row check, so rows are judged by
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -37,21 +38,32 @@ class DriftMeasure:
         return asdict(self)
 
 
-@lru_cache(maxsize=4)
-def load_schema(path: str):
-    import tensorflow_data_validation as tfdv
+def load_schema(schema):
+    """The Schema proto of `schema`: a proto is returned as it is (what a validation pinned,
+    `mlsys.schema_versions.SchemaSnapshot.proto`); a path is read now, never cached (a cache
+    by path kept a replaced schema until the worker restarted)."""
+    if isinstance(schema, str | Path):
+        from mlsys.schema_versions import read_snapshot
 
-    return tfdv.load_schema_text(path)
+        return read_snapshot(Path(schema)).proto
+    return schema
 
 
-@lru_cache(maxsize=4)
 def load_training_stats(path: str):
+    """The training statistics, cached while the file is unchanged (mtime, size): a worker
+    picks up `make schema-stats` without a restart."""
+    st = os.stat(path)
+    return _training_stats(path, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=4)
+def _training_stats(path: str, _mtime_ns: int, _size: int):
     import tensorflow_data_validation as tfdv
 
     return tfdv.load_stats_text(path)
 
 
-def prepare_frame(frame, schema_path: Path):
+def prepare_frame(frame, schema):
     """Make a frame read from CSV digestible by TFDV.
 
     - reset the index (else TFDV reports a column `__index_level_0__`);
@@ -65,8 +77,7 @@ def prepare_frame(frame, schema_path: Path):
     from tensorflow_metadata.proto.v0 import schema_pb2
 
     frame = frame.reset_index(drop=True)
-    schema = load_schema(str(schema_path))
-    for feature in schema.feature:
+    for feature in load_schema(schema).feature:
         if feature.name not in frame.columns:
             continue
         col = frame[feature.name]
@@ -89,12 +100,13 @@ def statistics(frame):
     return tfdv.generate_statistics_from_dataframe(frame)
 
 
-def file_anomalies(stats, schema_path: Path) -> list[FileAnomaly]:
-    """Anomalies of a file's statistics against the schema, SERVING environment."""
+def file_anomalies(stats, schema) -> list[FileAnomaly]:
+    """Anomalies of a file's statistics against the schema (a proto or a path), SERVING
+    environment."""
     import tensorflow_data_validation as tfdv
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-    anomalies = tfdv.validate_statistics(stats, load_schema(str(schema_path)), environment=SERVING)
+    anomalies = tfdv.validate_statistics(stats, load_schema(schema), environment=SERVING)
     found = [
         FileAnomaly(
             feature=name,
@@ -117,7 +129,7 @@ def file_anomalies(stats, schema_path: Path) -> list[FileAnomaly]:
     return found
 
 
-def drift(stats, schema_path: Path, training_stats_path: Path) -> list[DriftMeasure]:
+def drift(stats, schema, training_stats_path: Path) -> list[DriftMeasure]:
     """Distance of each feature's distribution to training: always returned, not only when
     it crosses the threshold (TFDV 1.16 reports every measured value in drift_skew_info)."""
     import tensorflow_data_validation as tfdv
@@ -125,7 +137,7 @@ def drift(stats, schema_path: Path, training_stats_path: Path) -> list[DriftMeas
 
     anomalies = tfdv.validate_statistics(
         stats,
-        load_schema(str(schema_path)),
+        load_schema(schema),
         environment=SERVING,
         previous_statistics=load_training_stats(str(training_stats_path)),
     )

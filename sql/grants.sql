@@ -22,6 +22,8 @@ GRANT SELECT ON ingestion_files, data_quality_issues, criticality_levels TO {ser
 -- The service records the metadata of the model it loads (0007): written once per version
 -- (INSERT ... ON CONFLICT DO NOTHING), never changed.
 GRANT SELECT, INSERT ON model_versions TO {service};
+-- The schema versions (0009): the service reads which version judged what (index of reports).
+GRANT SELECT ON schema_versions TO {service};
 -- The UI's page of schema proposals reads them through the API (0010): read, never written.
 GRANT SELECT ON schema_proposals TO {service};
 
@@ -37,6 +39,9 @@ GRANT SELECT, INSERT, UPDATE ON predicted_files TO {pipelines};
 -- claim is deleted only when its rename into processing/ failed (nothing was claimed).
 GRANT SELECT, INSERT, UPDATE, DELETE ON ingestion_claims TO {pipelines};
 GRANT USAGE ON SEQUENCE ingestion_claims_id_seq TO {pipelines};
+-- The schema versions (0009): recorded when a file's statistics are stored, and by an
+-- approval that writes a new schema (text, who, why filled in once, never overwritten).
+GRANT SELECT, INSERT, UPDATE ON schema_versions TO {pipelines};
 -- The criticality levels (0002) are reference data: read, never written.
 GRANT SELECT ON criticality_levels TO {pipelines};
 -- What the Teams channel has been told (0006): problems, their occurrences, the cards. Old
@@ -54,5 +59,6 @@ GRANT USAGE ON SEQUENCE schema_proposals_id_seq TO {pipelines};
 -- read-only by default and has a statement timeout: mlsys.db.provision).
 GRANT SELECT ON predictions, ingestion_files, data_quality_issues, feature_drift,
     predicted_files, criticality_levels, ingestion_claims, model_versions, alert_problems,
-    alert_occurrences, alert_cards, schema_evidence, schema_proposals TO {reader};
+    alert_occurrences, alert_cards, schema_versions, schema_evidence, schema_proposals
+    TO {reader};
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {reader};

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from mlsys.schema_versions import SchemaVersion
 from pipelines.ingestion.result import Criticality
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class Occurrence:
     detail: str = ""
     report_name: str | None = None  # the file's report (its link is signed per card)
     link: str | None = None  # another link (a task log)
+    # The schema the source was judged by (data_quality, drift); None for pipeline problems.
+    schema: SchemaVersion | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -111,6 +114,7 @@ class SourceLine:
     report_name: str | None
     link: str | None
     problems: tuple[str, ...]  # titles
+    schema: SchemaVersion | None = None  # what the source was judged by
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,13 @@ class Card:
     @property
     def occurrences(self) -> int:
         return len(self.occurrence_ids)
+
+    @property
+    def schemas(self) -> tuple[str, ...]:
+        """The schema versions its sources were judged by ('v3 (1a2b3c4d)'), oldest number
+        first: one, unless a new schema was approved between them."""
+        found = {s.schema for s in self.sources if s.schema is not None}
+        return tuple(v.short for v in sorted(found, key=lambda v: (int(v.version), v.sha256)))
 
 
 # deliver(card) -> True when posted, False when only logged (no webhook); raises when the
@@ -193,11 +204,12 @@ def _record(conn, observation: Observation, now: datetime) -> None:
             cur.execute(
                 """INSERT INTO alert_occurrences
                        (problem_key, seen_at, source, criticality, rows_total, rows_affected,
-                        detail, report_name, link)
-                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                        detail, report_name, link, schema_version, schema_sha256)
+                   VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (problem_key, source) DO NOTHING""",
                 (o.key, now, o.source, o.criticality, o.rows_total, o.rows_affected, o.detail,
-                 o.report_name, o.link),
+                 o.report_name, o.link, o.schema.version if o.schema else None,
+                 o.schema.sha256 if o.schema else None),
             )  # fmt: skip
         seen = sorted({o.key for o in observation.occurrences} | observation.present)
         if observation.present:
@@ -250,7 +262,8 @@ def _resolve(conn, policy: Policy, deliver: Deliver, now: datetime) -> list[Card
 
 UNTOLD = """
 SELECT o.id, o.problem_key, p.kind, p.title, p.opened_at, p.last_card_at, o.seen_at, o.source,
-       o.criticality, o.rows_total, o.rows_affected, o.detail, o.report_name, o.link
+       o.criticality, o.rows_total, o.rows_affected, o.detail, o.report_name, o.link,
+       o.schema_version, o.schema_sha256
 FROM alert_occurrences o JOIN alert_problems p USING (problem_key)
 WHERE o.card_id IS NULL
 ORDER BY o.seen_at, o.id
@@ -307,7 +320,8 @@ def _card(untold: list[tuple], due: set[str]) -> Card:
     # file's own count, when one of its occurrences has it, wins over a window's.
     file_totals: dict[str, int] = {}
     for (_, key, kind, title, opened, last_card, seen, source, crit, total, affected, detail,
-         report, link) in untold:  # fmt: skip
+         report, link, schema_version, schema_sha256) in untold:  # fmt: skip
+        schema = SchemaVersion(schema_version, schema_sha256) if schema_sha256 else None
         new = last_card is None or last_card < opened
         before = problems.get(key)
         problems[key] = ToldProblem(
@@ -328,6 +342,7 @@ def _card(untold: list[tuple], due: set[str]) -> Card:
             report or (line.report_name if line else None),
             link or (line.link if line else None),
             (line.problems if line else ()) + (title,),
+            schema or (line.schema if line else None),
         )
     sources = {
         name: replace(line, rows_total=file_totals.get(name, line.rows_total))

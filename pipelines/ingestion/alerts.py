@@ -125,6 +125,7 @@ def file_observation(
                 rows_total=result.rows_total,
                 rows_affected=issue.row_count,
                 detail=f"{issue.description}{example}", report_name=report_name,
+                schema=result.schema_version,
             )
         )  # fmt: skip
     looked_for = {"data_quality"}
@@ -144,7 +145,7 @@ def file_observation(
                     title=f"drift of {d.feature}" + (f" (TFDV: {term})" if term else ""),
                     source=result.file, rows_total=window.rows,
                     detail=f"{d.metric} {d.value:.3f} over the threshold {d.threshold:g}, {where}",
-                    report_name=report_name,
+                    report_name=report_name, schema=result.schema_version,
                 )
             )  # fmt: skip
     return Observation(tuple(occurrences), frozenset(looked_for), frozenset(present))
@@ -245,6 +246,8 @@ def render(card: Card, links: Links) -> Rendered:
         if card.sources[0].rows_total is not None:
             facts.append(("Window rows" if drift_only else "Rows", str(card.sources[0].rows_total)))
     facts.append(("Seen", f"{_when(card.since)} - {_when(card.until)}"))
+    if card.schemas:  # the schema version(s) the files were judged by (issue 16)
+        facts.append(("Schema", ", ".join(card.schemas)))
     lines = []
     for p in card.problems[:TOP_PROBLEMS]:
         tag = "NEW " if p.new else ""

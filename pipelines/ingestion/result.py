@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mlsys.rowchecks import REASON_FIELDS, Reason
+from mlsys.schema_versions import SchemaVersion
 from pipelines.proposals.evidence import Evidence
 
 # The report shows this many bad rows (the first ones); the rest are in bad_data.
@@ -195,6 +196,9 @@ class ValidationResult:
     tfdv_rows: int = 0
     # What the reader had to interpret (a `sep=` line, a BOM...): shown in the report.
     notes: tuple[str, ...] = field(default=())
+    # The schema this file was judged by (read once when the validation started, kept to its
+    # end however the file changes meanwhile); None only for a result built without a schema.
+    schema_version: SchemaVersion | None = None
     # What the file says about the schema (values outside domains, beyond ranges, unknown
     # columns), bounded per column: what schema proposals are made from (docs/schema.md).
     evidence: tuple[Evidence, ...] = ()
@@ -247,6 +251,11 @@ class ValidationResult:
                 "file_reasons": tuple(Reason(**r) for r in data.get("file_reasons", ())),
                 "sample": tuple(Reason(**r) for r in data.get("sample", ())),
                 "notes": tuple(data.get("notes", ())),
+                "schema_version": (
+                    SchemaVersion.from_dict(data["schema_version"])
+                    if data.get("schema_version")
+                    else None
+                ),
                 "evidence": tuple(Evidence.from_dict(e) for e in data.get("evidence", ())),
             }
         )

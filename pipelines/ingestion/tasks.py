@@ -227,6 +227,7 @@ def save_statistics(ps: PipelineSettings, result: dict[str, Any]) -> int:
         psycopg2_dsn(ps.core.database_url), checked, report_path=report.report_name(checked.file),
         # Stored for Grafana's table of files (it cannot sign a link): migration 0008.
         report_link=report_url(ps, checked.file), index_link=index_url(ps),
+        schema_path=ps.core.schema_path,
     )  # fmt: skip
 
 

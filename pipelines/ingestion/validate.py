@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from mlsys import csvfile, rowchecks, rules
-from mlsys.features import FeatureSpec, Kind, load_feature_spec
+from mlsys.features import FeatureSpec, Kind
+from mlsys.schema_versions import SchemaSnapshot, read_snapshot
 from pipelines.ingestion.result import (
     WINDOW_NAMES,
     Anomaly,
@@ -95,10 +96,20 @@ DESCRIPTIONS = rowchecks.RULE_DESCRIPTIONS | {
 def validate_file(path: Path, config: ValidationConfig) -> ValidationResult:
     """Judge one raw CSV file. Never raises for bad content: that is what it reports.
 
-    Side effect: writes `reasons_path_for(path)` (every bad row's reasons) when a row-level
-    rule flagged a row. Raises OSError when the file cannot be read or the reasons not written.
-    """
+    The schema is read ONCE, first (`mlsys.schema_versions.read_snapshot`): the row checks and
+    TFDV judge with that text, and the result names its version, even when a new schema is
+    approved while the file is being judged (the next file gets the new one).
 
+    Side effect: writes `reasons_path_for(path)` (every bad row's reasons) when a row-level
+    rule flagged a row. Raises OSError when the file cannot be read or the reasons not written,
+    SchemaError when the schema cannot be read or parsed.
+    """
+    schema = read_snapshot(config.schema_path)
+    result = _judge(path, config, schema)
+    return replace(result, schema_version=schema.version)
+
+
+def _judge(path: Path, config: ValidationConfig, schema: SchemaSnapshot) -> ValidationResult:
     size = path.stat().st_size
     if size > config.max_file_mb * BYTES_PER_MB:
         return whole_file_result(
@@ -107,7 +118,7 @@ def validate_file(path: Path, config: ValidationConfig) -> ValidationResult:
             f"{size / BYTES_PER_MB:.1f} MB is over the limit of {config.max_file_mb} MB "
             "(INGEST_MAX_FILE_MB); the file was not read",
         )
-    spec = load_feature_spec(config.schema_path, target=config.target)
+    spec = schema.feature_spec(config.target)
     try:
         table = csvfile.read_csv(path)
     except csvfile.CsvRefused as exc:
@@ -120,7 +131,9 @@ def validate_file(path: Path, config: ValidationConfig) -> ValidationResult:
         return result
     judged = _tfdv_rows(raw, bad, list(result.unexpected_columns), config.tfdv_max_rows)
     del raw  # from here on TFDV needs only the (sampled) valid rows
-    anomalies, feature_stats, drift, window = _tfdv_checks(judged, spec, config, path.name)
+    anomalies, feature_stats, drift, window = _tfdv_checks(
+        judged, spec, config, path.name, schema.proto
+    )
     issues = result.issues + tuple(
         Issue("tfdv_" + a.types[0].lower(), a.feature, "file", 0, a.description) for a in anomalies
     )
@@ -269,9 +282,10 @@ def _typed(raw):
     return pd.DataFrame(columns, index=raw.index)
 
 
-def _tfdv_checks(good, spec: FeatureSpec, config: ValidationConfig, name: str):
-    """TFDV on the valid rows: anomalies against the schema, statistics, drift and the window
-    it was measured on (`name`: this file's).
+def _tfdv_checks(good, spec: FeatureSpec, config: ValidationConfig, name: str, schema):
+    """TFDV on the valid rows: anomalies against the schema (`schema`: the proto of the
+    snapshot the validation pinned), statistics, drift and the window it was measured on
+    (`name`: this file's).
 
     The bad rows are already explained by the row checks; what TFDV finds in the valid rows
     is what they do not explain. One statistics pass serves all three when the file alone
@@ -284,24 +298,24 @@ def _tfdv_checks(good, spec: FeatureSpec, config: ValidationConfig, name: str):
     feature_stats: list[FeatureStats] = []
     stats = None
     if len(good):
-        stats = tv.statistics(tv.prepare_frame(_typed(good), config.schema_path))
+        stats = tv.statistics(tv.prepare_frame(_typed(good), schema))
         anomalies = [
             Anomaly(a.feature, tuple(a.types), a.short_description, a.description)
-            for a in tv.file_anomalies(stats, config.schema_path)
+            for a in tv.file_anomalies(stats, schema)
         ]
         feature_stats = feature_summary(stats, training, spec)
     if stats is not None and len(good) >= config.drift_window_rows:
-        drift = _drift(stats, len(good), config)
+        drift = _drift(stats, len(good), config, schema)
         window = DriftWindow(rows=len(good), files=1, names=(name,), own=True)
     else:
-        drift, window = _windowed_drift(good, config, name)
+        drift, window = _windowed_drift(good, config, name, schema)
     return anomalies, feature_stats, drift, window
 
 
-def _drift(stats, window_rows: int, config: ValidationConfig) -> list[Drift]:
+def _drift(stats, window_rows: int, config: ValidationConfig, schema) -> list[Drift]:
     from mlsys import tfdv_validate as tv
 
-    measures = tv.drift(stats, config.schema_path, config.training_stats_path)
+    measures = tv.drift(stats, schema, config.training_stats_path)
     enough = window_rows >= config.drift_min_rows
     return [
         Drift(
@@ -317,7 +331,7 @@ def _drift(stats, window_rows: int, config: ValidationConfig) -> list[Drift]:
 
 
 def _windowed_drift(
-    good, config: ValidationConfig, name: str
+    good, config: ValidationConfig, name: str, schema
 ) -> tuple[list[Drift], DriftWindow | None]:
     """Drift of the newest rows: this file's good rows, then the most recent good files, up
     to DRIFT_WINDOW_ROWS (only the rows needed are kept from each file), and that window."""
@@ -346,9 +360,9 @@ def _windowed_drift(
     window = pd.concat(frames, ignore_index=True)
     if len(window) == 0:
         return [], None
-    stats = tv.statistics(tv.prepare_frame(_typed(window), config.schema_path))
+    stats = tv.statistics(tv.prepare_frame(_typed(window), schema))
     own = names == [name]
-    return _drift(stats, len(window), config), DriftWindow(
+    return _drift(stats, len(window), config, schema), DriftWindow(
         rows=len(window), files=len(names), names=tuple(names[:WINDOW_NAMES]), own=own
     )
 

@@ -1,4 +1,4 @@
--- depends: 0008.report-index
+-- depends: 0009.schema-versions
 -- The curator's loop (issue 16, docs/schema.md): evidence that the data changed legitimately,
 -- and the schema changes proposed from it, approved or rejected by a person.
 
@@ -62,3 +62,7 @@ CREATE UNIQUE INDEX schema_proposals_one_open ON schema_proposals (change_key)
     WHERE status = 'proposed';
 CREATE INDEX schema_proposals_key_time ON schema_proposals (change_key, decided_at);
 CREATE INDEX schema_proposals_time ON schema_proposals (created_at DESC);
+
+-- The version an approval wrote names its proposal (0009 left the key to this migration).
+ALTER TABLE schema_versions
+    ADD CONSTRAINT schema_versions_proposal FOREIGN KEY (proposal_id) REFERENCES schema_proposals (id);
