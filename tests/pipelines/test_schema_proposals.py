@@ -257,3 +257,38 @@ def test_make_schema_approve_decides_in_one_action(
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert again.returncode != 0 and "already approved by frank" in again.stderr
+
+
+def test_the_review_dag_records_the_hitl_response_through_the_curators_command(
+    ingest, rows, conn, dsn, schema_path, drafter, monkeypatch
+):
+    """What `record_decision` does with the HITL operator's return value (its shape:
+    HITLTriggerEventSuccessPayload), run as in the task: the app interpreter's command."""
+    from pipelines.proposals import tasks
+
+    for i in range(5):
+        ingest(with_category(chunk(rows, i), "crypto", 5))
+    [made] = core.propose(conn, schema_path, SETTINGS, drafter)
+    monkeypatch.setenv("DATABASE_URL", dsn)
+    monkeypatch.setenv("SCHEMA_PATH", str(schema_path))
+    review = tasks.review_request(get_settings(), made.id)
+    assert review["subject"] == f"Schema proposal #{made.id}: {made.title}"
+    assert "```diff" in review["body"] and '+  value: "crypto"' in review["body"]
+    response = {
+        "chosen_options": [tasks.REJECT],
+        "params_input": {"reason": "not a real purpose"},
+        "responded_at": "2026-12-01T06:00:00+00:00",
+        "responded_by_user": {"id": "admin", "name": "admin"},
+    }
+    done = tasks.record_decision(get_settings(), made.id, response)
+    assert done == {"proposal_id": made.id, "decided": True, "status": "rejected",
+                    "schema_version": None}  # fmt: skip
+    p = core.get_proposal(conn, made.id)
+    assert (p.status, p.decided_by, p.decided_via, p.decided_reason) == (
+        "rejected", "admin", "airflow", "not a real purpose")  # fmt: skip
+    # Answered again in Airflow after a decision: nothing changes, the task does not fail.
+    again = tasks.record_decision(
+        get_settings(), made.id, response | {"chosen_options": ["Approve"]}
+    )
+    assert again["decided"] is False and "already rejected" in again["why"]
+    assert "crypto" not in parse_schema(schema_path.read_text())["purpose"].values
