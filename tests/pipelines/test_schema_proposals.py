@@ -22,7 +22,7 @@ from mlsys import schema_versions as sv
 from mlsys.config import ROOT, get_settings
 from mlsys.db import migrate, psycopg2_dsn
 from mlsys.features import parse_schema
-from pipelines.ingestion import store
+from pipelines.ingestion import report, store, tasks
 from pipelines.ingestion.result import ValidationResult
 from pipelines.ingestion.tfdv_worker import validate_via_worker
 from pipelines.ingestion.validate import ValidationConfig
@@ -176,13 +176,14 @@ def test_an_injected_typo_in_two_rows_or_one_odd_file_gives_no_proposal(
 
 
 def test_a_widened_range_gives_a_proposal_with_the_new_bound(
-    ingest, rows, conn, schema_path, drafter
+    ingest, rows, conn, dsn, schema_path, drafter
 ):
     amounts = [55000, 61000, 58000, 64000, 57000]
+    judged = []
     for i, top in enumerate(amounts):
         frame = chunk(rows, i)
         frame.loc[:2, "credit_amount"] = [str(top - 2000), str(top - 1000), str(top)]
-        ingest(frame)
+        judged.append(ingest(frame))
     odd = chunk(rows, 5)
     odd.loc[:1, "credit_amount"] = ["209600", "115000"]  # injected x100 errors
     ingest(odd)
@@ -192,6 +193,9 @@ def test_a_widened_range_gives_a_proposal_with_the_new_bound(
     assert "-    max: 50000" in made.diff and f"+    max: {max(amounts)}" in made.diff
     assert made.evidence["files_seen"] == 5 and made.evidence["rows"] == 15
     assert [f["file"] for f in made.evidence["left_out"]] == ["file-006.csv"]
+    # The report of a file whose evidence supports it names the proposal.
+    html = report.render_report(judged[0], proposals=tasks.proposal_lines(dsn, judged[0]))
+    assert f"proposed change #{made.id}: {made.title} (proposed)" in html
     core.decide(conn, made.id, approve=True, by="carol", reason=None, via="test",
                 schema_path=schema_path)  # fmt: skip
     text = schema_path.read_text()
