@@ -24,6 +24,7 @@ from service.routes import (
     predict,
     report_index,
     reports,
+    schema_proposals,
 )
 
 
@@ -57,6 +58,7 @@ def create_app(
     app.include_router(model_info.router)
     app.include_router(reports.router)
     app.include_router(report_index.router)
+    app.include_router(schema_proposals.router)
     openapi_docs.complete(app, spec, conf)
     return app
 
