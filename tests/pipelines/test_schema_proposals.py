@@ -296,3 +296,24 @@ def test_the_review_dag_records_the_hitl_response_through_the_curators_command(
     )
     assert again["decided"] is False and "already rejected" in again["why"]
     assert "crypto" not in parse_schema(schema_path.read_text())["purpose"].values
+
+
+def test_the_thresholds_default_to_what_env_example_documents_and_bad_values_are_named():
+    from mlsys.config import ConfigError
+
+    documented = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and name.startswith("PROPOSAL_"):
+            documented[name] = value
+    assert set(documented) == {
+        "PROPOSAL_WINDOW_FILES", "PROPOSAL_MIN_FILES", "PROPOSAL_MIN_FILE_SHARE",
+        "PROPOSAL_MIN_ROW_SHARE", "PROPOSAL_RANGE_OUTLIER_FACTOR",
+    }  # fmt: skip
+    assert (
+        ProposalSettings.from_env(documented) == ProposalSettings() == ProposalSettings.from_env({})
+    )
+    with pytest.raises(ConfigError, match="PROPOSAL_MIN_FILE_SHARE"):
+        ProposalSettings.from_env({"PROPOSAL_MIN_FILE_SHARE": "half"})
+    with pytest.raises(ConfigError, match="PROPOSAL_MIN_FILES=20 is above PROPOSAL_WINDOW_FILES"):
+        ProposalSettings.from_env({"PROPOSAL_MIN_FILES": "20"})
