@@ -204,6 +204,28 @@ def test_a_widened_range_gives_a_proposal_with_the_new_bound(
     assert "(max was 50000)" in text
 
 
+def test_a_column_in_every_recent_file_gives_a_feature_inferred_by_tfdv(
+    ingest, rows, conn, schema_path, drafter
+):
+    for i in range(5):
+        frame = chunk(rows, i)
+        frame["channel"] = ["web", "branch"] * 25
+        if i == 0:
+            frame["Unnamed: 0"] = range(50)  # the injected index column: one file only
+        ingest(frame)
+    [made] = core.propose(conn, schema_path, SETTINGS, drafter)
+    assert made.change_key == "column:channel"
+    assert made.change["type"] == "BYTES" and made.change["domain"] == ["branch", "web"]
+    assert made.evidence["files_seen"] == 5 and made.evidence["rows"] == 250
+    core.decide(conn, made.id, approve=True, by="gina", reason=None, via="test",
+                schema_path=schema_path)  # fmt: skip
+    spec = parse_schema(schema_path.read_text(), target=get_settings().target_column)
+    assert spec["channel"].values == ("branch", "web") and spec.names[-1] == "channel"
+    frame = chunk(rows, 5)
+    frame["channel"] = "web"
+    assert ingest(frame).rows_invalid == 0
+
+
 def test_a_rejected_proposal_stays_rejected_until_new_evidence(
     ingest, rows, conn, schema_path, drafter
 ):
