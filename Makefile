@@ -13,7 +13,7 @@ APP_PY := $(VENV_DIR)/app/bin/python
 TFDV_PY := $(VENV_DIR)/tfdv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help setup envs system-deps lock up down status db migrate train schema-draft schema-stats schema-check test lint format bench
+.PHONY: help setup envs system-deps lock up down status db migrate train schema-draft schema-stats schema-check schema-propose schema-proposals schema-show schema-approve schema-reject test lint format bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -53,6 +53,29 @@ schema-stats: setup ## regenerate the training statistics used for drift
 
 schema-check: setup ## validate the whole data set against the curated schema
 	@DATASET_PATH="$$($(APP_PY) -m mlsys.config dataset-path)" $(TFDV_PY) -m mlsys.tfdv_tools check
+
+# Schema proposals (docs/schema.md). The id may follow the target (`make schema-approve 7`) or
+# be given as ID=7; REASON="..." is recorded with the decision, BY=name overrides your login.
+ifneq ($(filter schema-approve schema-reject schema-show,$(firstword $(MAKECMDGOALS))),)
+ID ?= $(word 2,$(MAKECMDGOALS))
+$(eval $(word 2,$(MAKECMDGOALS)):;@:)
+endif
+PROPOSAL_ARGS = $(ID) $(if $(REASON),--reason "$(REASON)") $(if $(BY),--by "$(BY)")
+
+schema-propose: setup ## propose schema changes from the evidence of the recent files
+	@$(APP_PY) -m pipelines.proposals propose
+
+schema-proposals: setup ## list the schema proposals, newest first
+	@$(APP_PY) -m pipelines.proposals list
+
+schema-show: setup ## one schema proposal with its diff and evidence: make schema-show ID
+	@$(APP_PY) -m pipelines.proposals show $(ID)
+
+schema-approve: setup ## approve a schema proposal: make schema-approve ID [REASON="..."]
+	@$(APP_PY) -m pipelines.proposals approve $(PROPOSAL_ARGS)
+
+schema-reject: setup ## reject a schema proposal: make schema-reject ID [REASON="..."]
+	@$(APP_PY) -m pipelines.proposals reject $(PROPOSAL_ARGS)
 
 test: setup ## run the whole test suite (starts its own throw-away database)
 	@$(APP_PY) -m pytest $(PYTEST_ARGS)

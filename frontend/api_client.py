@@ -222,6 +222,37 @@ def webapp_token() -> str | None:
     return resolve_secret(TOKEN_NAMES[Role.WEBAPP], get_settings().var_dir, required=False)
 
 
+@dataclass(frozen=True)
+class SchemaProposal:
+    """One proposed change of the schema (GET /schema-proposals, docs/api.md)."""
+
+    id: int
+    title: str
+    status: str  # proposed | approved | rejected
+    created_at: datetime | None
+    evidence: dict[str, Any]
+    diff: str
+    base_version: str | None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    decided_reason: str | None = None
+    decided_via: str | None = None
+    schema_version: str | None = None
+
+
+def parse_schema_proposal(raw: Any) -> SchemaProposal:
+    if not isinstance(raw, dict) or not isinstance(raw.get("evidence"), dict):
+        raise ApiProtocolError("a schema proposal without its evidence")
+    return SchemaProposal(
+        id=int(raw["id"]), title=str(raw.get("title", "")), status=str(raw.get("status", "")),
+        created_at=_as_datetime(raw.get("created_at")), evidence=raw["evidence"],
+        diff=str(raw.get("diff", "")), base_version=raw.get("base_version"),
+        decided_by=raw.get("decided_by"), decided_at=_as_datetime(raw.get("decided_at")),
+        decided_reason=raw.get("decided_reason"), decided_via=raw.get("decided_via"),
+        schema_version=raw.get("schema_version"),
+    )  # fmt: skip
+
+
 class ApiClient:
     """A synchronous client of the model API at `base_url`, with the UI's credential.
 
@@ -284,6 +315,14 @@ class ApiClient:
 
     def model_info(self) -> ModelInfo:
         return parse_model_info(self._call("GET", "/model-info"))
+
+    def schema_proposals(self, *, status: str | None = None) -> list[SchemaProposal]:
+        """The schema proposals, newest first; `status`: proposed, approved, rejected or all."""
+        params = {"status": status} if status else {}
+        body = self._call("GET", "/schema-proposals", params=params)
+        if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+            raise ApiProtocolError("the API's /schema-proposals has no 'items' list")
+        return [parse_schema_proposal(p) for p in body["items"]]
 
     def predict(
         self,

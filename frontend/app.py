@@ -14,6 +14,7 @@ page = st.navigation(
         st.Page(
             "app_pages/past_predictions.py", title="Past predictions", icon=":material/history:"
         ),
+        st.Page("app_pages/schema_proposals.py", title="Schema proposals", icon=":material/rule:"),
     ]
 )
 st.sidebar.caption(f"Model API: {settings().api_url}")

@@ -38,6 +38,7 @@ PREDICT = (Role.WEBAPP, Role.SCHEDULER)
 PAST_PREDICTIONS = (Role.WEBAPP, Role.READER)
 MODEL_INFO = (Role.WEBAPP, Role.SCHEDULER, Role.READER)
 REPORTS = (Role.WEBAPP, Role.SCHEDULER, Role.READER)  # or a signed link, see report_links
+SCHEMA_PROPOSALS = (Role.WEBAPP, Role.READER)  # read only: decisions go through make or Airflow
 
 
 def ensure_local_credentials(var_dir: Path) -> str:

@@ -25,6 +25,7 @@ from service.routes import (
     predict,
     report_index,
     reports,
+    schema_proposals,
 )
 
 
@@ -62,6 +63,7 @@ def create_app(
     app.include_router(model_info.router)
     app.include_router(reports.router)
     app.include_router(report_index.router)
+    app.include_router(schema_proposals.router)
     openapi_docs.complete(app, schema, conf)
     return app
 

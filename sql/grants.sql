@@ -24,6 +24,8 @@ GRANT SELECT ON ingestion_files, data_quality_issues, criticality_levels TO {ser
 GRANT SELECT, INSERT ON model_versions TO {service};
 -- The schema versions (0009): the service reads which version judged what (index of reports).
 GRANT SELECT ON schema_versions TO {service};
+-- The UI's page of schema proposals reads them through the API (0010): read, never written.
+GRANT SELECT ON schema_proposals TO {service};
 
 -- The pipelines record ingested files, their issues and drift (upserts: the task may be
 -- retried), and the prediction DAG's ledger. Predictions are stored through the API only.
@@ -47,10 +49,16 @@ GRANT SELECT ON criticality_levels TO {pipelines};
 GRANT SELECT, INSERT, UPDATE, DELETE ON alert_problems, alert_occurrences, alert_cards
     TO {pipelines};
 GRANT USAGE ON SEQUENCE alert_occurrences_id_seq, alert_cards_id_seq TO {pipelines};
+-- The schema evidence of each file (0010), replaced with its statistics on a retry; the
+-- proposals made from it, and their decision (the review DAG records who approved).
+GRANT SELECT, INSERT, DELETE ON schema_evidence TO {pipelines};
+GRANT SELECT, INSERT, UPDATE ON schema_proposals TO {pipelines};
+GRANT USAGE ON SEQUENCE schema_proposals_id_seq TO {pipelines};
 
 -- Grafana reads everything of the application and writes nothing (the role is also
 -- read-only by default and has a statement timeout: mlsys.db.provision).
 GRANT SELECT ON predictions, ingestion_files, data_quality_issues, feature_drift,
     predicted_files, criticality_levels, ingestion_claims, model_versions, alert_problems,
-    alert_occurrences, alert_cards, schema_versions TO {reader};
+    alert_occurrences, alert_cards, schema_versions, schema_evidence, schema_proposals
+    TO {reader};
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {reader};

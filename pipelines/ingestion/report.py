@@ -30,9 +30,11 @@ def render_report(
     *,
     generated_at: datetime | None = None,
     original_name: str | None = None,
+    proposals: tuple[dict, ...] = (),
 ) -> str:
     """The report's HTML: counts, issues, the first bad rows (the result's sample; the others
-    are in bad_data), TFDV anomalies, drift and statistics."""
+    are in bad_data), TFDV anomalies, drift and statistics. `proposals`: the schema proposals
+    the file's evidence supports ({id, title, status, decided_by}), one line each."""
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     env = Environment(
@@ -49,16 +51,23 @@ def render_report(
         bad_rows=bad_rows,
         bad_rows_hidden=0 if result.all_rows_bad else max(result.rows_invalid - len(bad_rows), 0),
         rules=RULE_DESCRIPTIONS,
+        proposals=proposals,
     )
 
 
 def write_report(
-    result: ValidationResult, reports_dir: Path, *, original_name: str | None = None
+    result: ValidationResult,
+    reports_dir: Path,
+    *,
+    original_name: str | None = None,
+    proposals: tuple[dict, ...] = (),
 ) -> Path:
     """Render and write atomically; returns the report's path."""
     reports_dir.mkdir(parents=True, exist_ok=True)
     path = reports_dir / report_name(result.file)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_report(result, original_name=original_name), encoding="utf-8")
+    tmp.write_text(
+        render_report(result, original_name=original_name, proposals=proposals), encoding="utf-8"
+    )
     os.replace(tmp, path)
     return path

@@ -23,6 +23,7 @@ from typing import Any
 
 from mlsys.rowchecks import REASON_FIELDS, Reason
 from mlsys.schema_versions import SchemaVersion
+from pipelines.proposals.evidence import Evidence
 
 # The report shows this many bad rows (the first ones); the rest are in bad_data.
 SAMPLE_ROWS = 100
@@ -198,6 +199,9 @@ class ValidationResult:
     # The schema this file was judged by (read once when the validation started, kept to its
     # end however the file changes meanwhile); None only for a result built without a schema.
     schema_version: SchemaVersion | None = None
+    # What the file says about the schema (values outside domains, beyond ranges, unknown
+    # columns), bounded per column: what schema proposals are made from (docs/schema.md).
+    evidence: tuple[Evidence, ...] = ()
 
     @property
     def rows_valid(self) -> int:
@@ -252,6 +256,7 @@ class ValidationResult:
                     if data.get("schema_version")
                     else None
                 ),
+                "evidence": tuple(Evidence.from_dict(e) for e in data.get("evidence", ())),
             }
         )
 

@@ -9,6 +9,7 @@ from psycopg2.extras import execute_values
 
 from mlsys.schema_versions import SchemaVersion, record_schema_version, version_of_text
 from pipelines.ingestion.result import ValidationResult
+from pipelines.proposals.evidence import save_evidence
 
 UPSERT_FILE = """
 INSERT INTO ingestion_files
@@ -71,6 +72,7 @@ def save_statistics(
             file_id = cur.fetchone()[0]
             cur.execute("DELETE FROM data_quality_issues WHERE file_id = %s", (file_id,))
             cur.execute("DELETE FROM feature_drift WHERE file_id = %s", (file_id,))
+            save_evidence(cur, file_id, result.evidence)
             execute_values(
                 cur,
                 """INSERT INTO data_quality_issues

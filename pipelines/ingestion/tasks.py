@@ -234,7 +234,10 @@ def save_statistics(ps: PipelineSettings, result: dict[str, Any]) -> int:
 def send_alerts(ps: PipelineSettings, result: dict[str, Any]) -> dict[str, Any]:
     checked = ValidationResult.from_dict(result)
     original = lifecycle.original_name(psycopg2_dsn(ps.core.database_url), checked.file)
-    path = report.write_report(checked, ps.core.reports_dir, original_name=original)
+    path = report.write_report(
+        checked, ps.core.reports_dir, original_name=original,
+        proposals=proposal_lines(ps.core.database_url, checked),
+    )  # fmt: skip
     observation = alerts.file_observation(
         checked, minimum=ps.alert_min_criticality, report_name=path.name
     )
@@ -245,6 +248,28 @@ def send_alerts(ps: PipelineSettings, result: dict[str, Any]) -> dict[str, Any]:
         "cards": [c.kind for c in cards],
         "report": str(path),
     }
+
+
+def proposal_lines(database_url: str, result: ValidationResult) -> tuple[dict, ...]:
+    """The schema proposals this file's evidence supports, for its report ("proposed change
+    #N"). Never raises: a report without them beats no report (the failure is logged)."""
+    if not result.evidence:
+        return ()
+    import psycopg2
+
+    from pipelines.proposals.proposals import proposals_for_evidence
+
+    try:
+        conn = psycopg2.connect(psycopg2_dsn(database_url))
+        try:
+            found = proposals_for_evidence(conn, result.evidence)
+        finally:
+            conn.close()
+    except psycopg2.Error:
+        log.exception("schema proposals not looked up for the report of %s", result.file)
+        return ()
+    return tuple({"id": p.id, "title": p.title, "status": p.status, "decided_by": p.decided_by}
+                 for p in found)  # fmt: skip
 
 
 def split_and_save_data(

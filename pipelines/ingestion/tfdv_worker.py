@@ -131,6 +131,26 @@ class Validator:
             self.current = None
             self._lock.release()
 
+    def exclusive(self, label: str, work, *args) -> Any | None:
+        """Run `work(*args)` under the same lock as validations (TFDV is not shown to be
+        thread-safe); None when the lock was not free within queue_s seconds."""
+        if not self._lock.acquire(timeout=self.queue_s):
+            return None
+        try:
+            self.current = label
+            return work(*args)
+        finally:
+            self.current = None
+            self._lock.release()
+
+
+def _draft_schema_changes(body: dict[str, Any]) -> dict[str, Any]:
+    """POST /schema-drafts: TFDV's update_schema on proposals' evidence (text in, text out: no
+    file is read). pipelines/proposals/draft.py."""
+    from pipelines.proposals.draft import draft_all
+
+    return {"drafts": draft_all(body["schema_text"], body["candidates"])}
+
 
 def _validate_file(path: Path, config: dict[str, Any]) -> dict[str, Any]:
     from pipelines.ingestion.validate import ValidationConfig, validate_file
@@ -161,6 +181,9 @@ def make_handler(allowed_root: Path, validator: Validator, idle_timeout_s: float
                 self._answer(404, {"detail": "not found"})
 
         def do_POST(self) -> None:  # noqa: N802
+            if self.path == "/schema-drafts":
+                self._drafts()
+                return
             if self.path != "/validate":
                 self._answer(404, {"detail": "not found"})
                 return
@@ -181,6 +204,22 @@ def make_handler(allowed_root: Path, validator: Validator, idle_timeout_s: float
             if result is None:
                 self._answer(503, {"detail": f"busy with {validator.current or 'a file'} "
                                              f"for over {validator.queue_s:g} s"})  # fmt: skip
+            else:
+                self._answer(200, result)
+
+        def _drafts(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if not 0 < length <= MAX_REQUEST_BYTES:
+                self._answer(413, {"detail": f"a body of 1 to {MAX_REQUEST_BYTES} bytes"})
+                return
+            try:
+                body = json.loads(self.rfile.read(length))
+                result = validator.exclusive("schema drafts", _draft_schema_changes, body)
+            except Exception:  # report it to the caller
+                self._answer(500, {"detail": traceback.format_exc()})
+                return
+            if result is None:
+                self._answer(503, {"detail": f"busy with {validator.current or 'a file'}"})
             else:
                 self._answer(200, result)
 

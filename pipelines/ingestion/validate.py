@@ -33,6 +33,7 @@ from pipelines.ingestion.result import (
     short_value,
     write_reasons_rows,
 )
+from pipelines.proposals.evidence import file_evidence
 
 # Share of bad rows from which a file is of medium / high criticality.
 MEDIUM_SHARE, HIGH_SHARE = 0.10, 0.50
@@ -184,6 +185,7 @@ def row_verdict(path: Path, raw, spec: FeatureSpec):
         ),
         sample=sample_of(checks.iter_reasons()),
         reasons_path=str(reasons_path) if reasons_path else None,
+        evidence=() if checks.unusable else file_evidence(checks, raw, spec),
     )
     return _with_criticality(result), bad
 

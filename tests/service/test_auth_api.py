@@ -56,6 +56,8 @@ TABLE = [
       [(W, 200), (S, 200), (R, 200), (NONE, 401), (BAD, 401)]],
     *[(("GET", f"/reports/{REPORT}", None), who, code) for who, code in
       [(W, 200), (S, 200), (R, 200), (NONE, 401), (BAD, 401)]],
+    *[(("GET", "/schema-proposals", None), who, code) for who, code in
+      [(W, 200), (S, 403), (R, 200), (NONE, 401), (BAD, 401)]],
     # Probes and the API's own documentation are open, and say nothing secret.
     *[(("GET", path, None), who, 200) for path in ["/health", "/livez", "/openapi.json", "/docs"]
       for who in (W, S, R, NONE, BAD)],
