@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from mlsys import history
 from mlsys.api_auth import ensure_local_credentials
 from mlsys.config import DB_ROLES, ROOT, ConfigError, Settings, get_settings
 from mlsys.credentials import SecretError, ensure_secret, resolve_secret, secrets_dir
@@ -117,6 +118,10 @@ def database_up(settings: Settings) -> str:
     if admin_dsn is not None:
         provision(admin_dsn, RolePlan.from_settings(settings))
     applied = migrate(settings.owner_database_url)
+    # The months of predictions ahead (mlsys/history.py); never left to the request path.
+    created = history.ensure_partitions(
+        settings.owner_database_dsn, history.load_history_settings().months_ahead
+    )
     if admin_dsn is not None:
         apply_grants(
             settings.owner_database_url,
@@ -124,7 +129,8 @@ def database_up(settings: Settings) -> str:
             pipelines=settings.db_role("pipelines"),
             reader=settings.db_role("reader"),
         )
-    return f"{where}; migrations applied: {', '.join(applied) if applied else 'none pending'}"
+    months = f"; months of predictions created: {', '.join(created)}" if created else ""
+    return f"{where}; migrations applied: {', '.join(applied) if applied else 'none pending'}{months}"
 
 
 def _pid_file(settings: Settings, name: str) -> Path:
