@@ -130,7 +130,9 @@ def database_up(settings: Settings) -> str:
             reader=settings.db_role("reader"),
         )
     months = f"; months of predictions created: {', '.join(created)}" if created else ""
-    return f"{where}; migrations applied: {', '.join(applied) if applied else 'none pending'}{months}"
+    return (
+        f"{where}; migrations applied: {', '.join(applied) if applied else 'none pending'}{months}"
+    )
 
 
 def _pid_file(settings: Settings, name: str) -> Path:
