@@ -129,7 +129,28 @@ def generate(dsn: str, rows: int, months: int, now: datetime) -> None:
         cur.execute("VACUUM ANALYZE")
         cur.execute("SELECT pg_size_pretty(pg_database_size(current_database()))")
         print(f"  VACUUM ANALYZE {time.perf_counter() - t:.0f} s; database {cur.fetchone()[0]}")
+        print_sizes(cur)
     conn.close()
+
+
+def print_sizes(cur) -> None:
+    """Heap and index sizes of predictions (all months) and of the key table."""
+    cur.execute(
+        """SELECT pg_size_pretty(sum(pg_table_size(p.partition))),
+                  pg_size_pretty(sum(pg_indexes_size(p.partition))),
+                  pg_size_pretty(pg_table_size('prediction_keys')),
+                  pg_size_pretty(pg_indexes_size('prediction_keys'))
+           FROM predictions_partitions() p"""
+    )
+    heap, indexes, keys, key_indexes = cur.fetchone()
+    print(f"  predictions: table {heap}, indexes {indexes}; prediction_keys: table {keys},"
+          f" indexes {key_indexes}")  # fmt: skip
+    cur.execute(
+        """SELECT i.relname, pg_size_pretty(sum(pg_relation_size(c.inhrelid)))
+           FROM pg_class i JOIN pg_inherits c ON c.inhparent = i.oid
+           WHERE i.relkind = 'I' AND i.relname LIKE 'predictions%' GROUP BY 1 ORDER BY 1"""
+    )
+    print("  indexes of predictions: " + ", ".join(f"{n} {sz}" for n, sz in cur.fetchall()))
 
 
 def partitions_read(cur, query: str) -> list[str]:

@@ -52,9 +52,15 @@ def _partition_of(cur, pid: int) -> str:
 @pytest.fixture
 def history_db(pg_server):
     """A migrated database of its own (partitions are created and dropped: never shared)."""
-    url = fresh_database(pg_server, f"history_{uuid.uuid4().hex[:8]}")
+    name = f"history_{uuid.uuid4().hex[:8]}"
+    url = fresh_database(pg_server, name)
     migrate(url)
-    return url
+    yield url
+    admin = psycopg2.connect(pg_server.dsn())
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    admin.close()
 
 
 def test_upgrade_keeps_every_row_id_grant_and_the_sequence(pg_server):
