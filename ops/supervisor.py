@@ -118,10 +118,13 @@ def database_up(settings: Settings) -> str:
     if admin_dsn is not None:
         provision(admin_dsn, RolePlan.from_settings(settings))
     applied = migrate(settings.owner_database_url)
-    # The months of predictions ahead (mlsys/history.py); never left to the request path.
-    created = history.ensure_partitions(
-        settings.owner_database_dsn, history.load_history_settings().months_ahead
-    )
+    # The months of predictions: old ones dropped when a retention is set, the ones ahead
+    # created (mlsys/history.py, as `make prune-predictions`); never left to the request path.
+    keep = history.load_history_settings()
+    dropped = []
+    if keep.retention_months:
+        dropped = history.prune(settings.owner_database_dsn, keep.retention_months).dropped
+    created = history.ensure_partitions(settings.owner_database_dsn, keep.months_ahead)
     if admin_dsn is not None:
         apply_grants(
             settings.owner_database_url,
@@ -130,6 +133,7 @@ def database_up(settings: Settings) -> str:
             reader=settings.db_role("reader"),
         )
     months = f"; months of predictions created: {', '.join(created)}" if created else ""
+    months += f"; months of predictions dropped: {', '.join(dropped)}" if dropped else ""
     return (
         f"{where}; migrations applied: {', '.join(applied) if applied else 'none pending'}{months}"
     )

@@ -325,3 +325,23 @@ def test_retention_settings():
     ) == history.HistorySettings(12, 1)
     with pytest.raises(ConfigError, match="PREDICTIONS_RETENTION_MONTHS"):
         history.load_history_settings({"PREDICTIONS_RETENTION_MONTHS": "-1"})
+
+
+def test_make_migrate_prunes_and_creates_the_months(history_db, monkeypatch, tmp_path):
+    """`make up`/`make migrate` (ops.supervisor.database_up) on a server named by DATABASE_URL:
+    the months ahead are created and, with a retention, the old ones dropped."""
+    from mlsys.config import load_settings
+    from ops.supervisor import database_up
+
+    dsn = psycopg2_dsn(history_db)
+    now = datetime.now(UTC)
+    history.ensure_partitions(dsn, 3, since=now - timedelta(days=500))
+    monkeypatch.setenv("PREDICTIONS_RETENTION_MONTHS", "12")
+    monkeypatch.setenv("PREDICTIONS_MONTHS_AHEAD", "5")
+    settings = load_settings({"DATABASE_URL": history_db, "VAR_DIR": str(tmp_path)})
+    message = database_up(settings)
+    assert "months of predictions created" in message and "dropped" in message
+    with psycopg2.connect(dsn) as conn:
+        months = [p for p in history.partitions(conn) if not p.catch_all]
+    assert months[0].range_from == history.retention_cutoff(now, 12)
+    assert months[-1].range_from == history.month_start(now, 5)
