@@ -5,8 +5,8 @@
 -- months it asks for (partition pruning: docs/scaling.md, "Prediction history").
 --
 -- The existing table is converted in place: every row keeps its id, the id sequence goes on,
--- the CHECK constraints, foreign keys, defaults, comments, grants and any index a later
--- migration added are carried over generically (the new table is built `LIKE` the old one, not
+-- the CHECK constraints, foreign keys, defaults, comments, grants and any index another
+-- migration added before this one are carried over generically (the new table is built `LIKE` the old one, not
 -- from a column list, so columns added before this migration come along).
 --
 -- Exactly once. Until now `UNIQUE (source_file, source_row)` made a scheduled row impossible
@@ -53,7 +53,7 @@ CREATE TABLE prediction_keys (
 CREATE INDEX prediction_keys_time ON prediction_keys (created_at);
 
 -- Statement-level, from the statement's transition table: one set-based insert per INSERT
--- or COPY (measured twice as fast as a row-level trigger: docs/scaling.md).
+-- or COPY rather than one trigger call per row.
 CREATE FUNCTION prediction_keys_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO prediction_keys (source_file, source_row, prediction_id, created_at)
@@ -147,8 +147,8 @@ BEGIN
         RAISE EXCEPTION 'a foreign key refers to predictions: it needs a unique key that a '
                         'partitioned table cannot give; change that migration first';
     END IF;
-    -- Indexes a later migration may have added (not ours, not behind a constraint): carried
-    -- over under their names. The old ones are renamed out of the way.
+    -- Indexes another migration added before this one (not ours, not behind a constraint):
+    -- carried over under their names. The old ones are renamed out of the way.
     FOR r IN SELECT c.relname, pg_get_indexdef(i.indexrelid) AS def, i.indisunique
              FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
              WHERE i.indrelid = 'predictions_unpartitioned'::regclass

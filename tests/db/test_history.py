@@ -72,6 +72,9 @@ def test_upgrade_keeps_every_row_id_grant_and_the_sequence(pg_server):
     with psycopg2.connect(psycopg2_dsn(url)) as conn, conn.cursor() as cur:
         cur.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
         cur.execute(sql.SQL("GRANT SELECT ON predictions TO {}").format(sql.Identifier(role)))
+        # as another migration before 0012 might: an index of its own, a comment
+        cur.execute("CREATE INDEX predictions_extra ON predictions (model_version, probability)")
+        cur.execute("COMMENT ON COLUMN predictions.features IS 'the request''s record'")
         for i, at in enumerate(times * 3):
             _insert(cur, at, file="old.csv" if i % 2 else None, row=i if i % 2 else None)
         cur.execute("SELECT setval('predictions_id_seq', 1000)")  # ids with a gap keep it
@@ -90,6 +93,13 @@ def test_upgrade_keeps_every_row_id_grant_and_the_sequence(pg_server):
         cur.execute("SELECT DISTINCT tableoid::regclass::text FROM predictions")
         assert {r[0] for r in cur.fetchall()} == {_month(t) for t in times}
         assert _insert(cur, now) == 1002  # the sequence goes on
+        cur.execute(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'predictions'"
+            " AND indexname = 'predictions_extra'"
+        )
+        assert "(model_version, probability)" in cur.fetchone()[0]
+        cur.execute("SELECT col_description('predictions'::regclass, 4)")
+        assert cur.fetchone() == ("the request's record",)
         cur.execute("SELECT has_table_privilege(%s, 'predictions', 'SELECT')", (role,))
         assert cur.fetchone() == (True,)
         cur.execute("SELECT count(*) FROM prediction_keys")
