@@ -286,6 +286,53 @@ def insert_cost(cur) -> None:
         print(f"  {source:<24} {100_000 / took:>10,.0f} rows/s")
 
 
+def prune_under_writes(dsn: str) -> bool:
+    """Drop the oldest month (PREDICTIONS_RETENTION_MONTHS = BENCH_HISTORY_MONTHS - 1) while a
+    writer inserts single predictions in autocommit: the prune's duration, the writer's
+    latencies meanwhile against before it, and its errors (goal: none)."""
+    import threading
+
+    from mlsys import history
+
+    stop, errors, latencies = threading.Event(), [], {"before": [], "during": []}
+    phase = ["before"]
+
+    def writer() -> None:
+        conn = psycopg2.connect(dsn)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            while not stop.is_set():
+                t = time.perf_counter()
+                try:
+                    cur.execute(
+                        "INSERT INTO predictions (source, features, prediction, probability,"
+                        " model_version) VALUES ('webapp', '{}', '1', 0.5, 'bench-v2')"
+                    )
+                except psycopg2.Error as e:
+                    errors.append(e)
+                latencies[phase[0]].append((time.perf_counter() - t) * 1e3)
+        conn.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    time.sleep(3)
+    phase[0] = "during"
+    t = time.perf_counter()
+    report = history.prune(dsn, max(1, MONTHS - 1))
+    took = time.perf_counter() - t
+    stop.set()
+    thread.join()
+    before, during = latencies["before"], latencies["during"]
+    print(
+        f"\nprune while a writer inserts: dropped {', '.join(report.dropped) or 'nothing'}"
+        f" ({report.keys_deleted:,} keys) in {took:.1f} s; writer p50/max before"
+        f" {statistics.median(before):.1f}/{max(before):.1f} ms, during"
+        f" {statistics.median(during):.1f}/{max(during):.1f} ms ({len(during)} inserts),"
+        f" errors {len(errors)}  {'PASS' if not errors and report.dropped else 'FAIL'}"
+    )
+    return not errors and bool(report.dropped)
+
+
 def time_sql(cur, sql: str) -> float:
     times = []
     for _ in range(REPEATS):
@@ -354,6 +401,7 @@ def main() -> int:
                 for (line,) in cur.fetchall():
                     print("    " + line)
             conn.close()
+            ok &= prune_under_writes(dsn)
     print(f"\nuptime after: {uptime()} (the scratch database was deleted)")
     print("history bench:", "PASS" if ok else "FAIL")
     return 0
