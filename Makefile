@@ -42,6 +42,10 @@ status: ## say what runs
 db migrate: setup ## start the database if it is ours and apply pending migrations
 	@$(APP_PY) -m ops db
 
+.PHONY: prune-predictions
+prune-predictions: setup ## drop the months of predictions older than PREDICTIONS_RETENTION_MONTHS, create the months ahead
+	@$(APP_PY) -m mlsys.history maintain
+
 train: setup ## (re)train the model into MODEL_DIR
 	@$(APP_PY) -m training.train
 

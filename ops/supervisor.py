@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from mlsys import history
 from mlsys.api_auth import ensure_local_credentials
 from mlsys.config import DB_ROLES, ROOT, ConfigError, Settings, get_settings
 from mlsys.credentials import SecretError, ensure_secret, resolve_secret, secrets_dir
@@ -117,6 +118,13 @@ def database_up(settings: Settings) -> str:
     if admin_dsn is not None:
         provision(admin_dsn, RolePlan.from_settings(settings))
     applied = migrate(settings.owner_database_url)
+    # The months of predictions: old ones dropped when a retention is set, the ones ahead
+    # created (mlsys/history.py, as `make prune-predictions`); never left to the request path.
+    keep = history.load_history_settings()
+    dropped = []
+    if keep.retention_months:
+        dropped = history.prune(settings.owner_database_dsn, keep.retention_months).dropped
+    created = history.ensure_partitions(settings.owner_database_dsn, keep.months_ahead)
     if admin_dsn is not None:
         apply_grants(
             settings.owner_database_url,
@@ -124,7 +132,11 @@ def database_up(settings: Settings) -> str:
             pipelines=settings.db_role("pipelines"),
             reader=settings.db_role("reader"),
         )
-    return f"{where}; migrations applied: {', '.join(applied) if applied else 'none pending'}"
+    months = f"; months of predictions created: {', '.join(created)}" if created else ""
+    months += f"; months of predictions dropped: {', '.join(dropped)}" if dropped else ""
+    return (
+        f"{where}; migrations applied: {', '.join(applied) if applied else 'none pending'}{months}"
+    )
 
 
 def _pid_file(settings: Settings, name: str) -> Path:

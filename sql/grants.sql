@@ -13,6 +13,9 @@ GRANT USAGE ON SCHEMA public TO {service}, {pipelines}, {reader};
 -- back (/past-predictions, resends of scheduled rows). It never updates or deletes one.
 GRANT SELECT, INSERT ON predictions TO {service};
 GRANT USAGE ON SEQUENCE predictions_id_seq TO {service};
+-- The keys of scheduled rows (0012): written by the trigger of predictions, as the inserting
+-- role, in the same statement as the row; never updated or deleted by the service.
+GRANT SELECT, INSERT ON prediction_keys TO {service};
 -- The UI's chunks carry an Idempotency-Key: a resend finds the first answer (0005). A key is
 -- written once, then given the ids of its predictions in the same transaction.
 GRANT SELECT, INSERT, UPDATE ON idempotent_requests TO {service};
@@ -57,7 +60,7 @@ GRANT USAGE ON SEQUENCE schema_proposals_id_seq TO {pipelines};
 
 -- Grafana reads everything of the application and writes nothing (the role is also
 -- read-only by default and has a statement timeout: mlsys.db.provision).
-GRANT SELECT ON predictions, ingestion_files, data_quality_issues, feature_drift,
+GRANT SELECT ON predictions, prediction_keys, ingestion_files, data_quality_issues, feature_drift,
     predicted_files, criticality_levels, ingestion_claims, model_versions, alert_problems,
     alert_occurrences, alert_cards, schema_versions, schema_evidence, schema_proposals
     TO {reader};

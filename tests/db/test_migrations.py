@@ -1,3 +1,5 @@
+import re
+
 import psycopg2
 import pytest
 
@@ -76,4 +78,13 @@ def test_past_predictions_query_uses_the_source_time_index(db_conn):
                ORDER BY created_at DESC, id DESC LIMIT 100"""
         )
         plan = "\n".join(r[0] for r in cur.fetchall())
-    assert "predictions_source_time" in plan
+        # predictions is partitioned by month (0012): each month's scan uses its own part of
+        # the index, whose parent is the index of the table.
+        used = re.findall(r" using (\S+) on ", plan)
+        cur.execute(
+            "SELECT DISTINCT inhparent::regclass::text FROM pg_inherits"
+            " WHERE inhrelid = ANY(%s::regclass[])",
+            (used,),
+        )
+        parents = {name for (name,) in cur.fetchall()}
+    assert used and parents == {"predictions_source_time"}, plan
