@@ -22,6 +22,7 @@ from service.routes import (
     model_info,
     past_predictions,
     predict,
+    readiness,
     report_index,
     reports,
 )
@@ -57,6 +58,7 @@ def create_app(
     app.include_router(model_info.router)
     app.include_router(reports.router)
     app.include_router(report_index.router)
+    app.include_router(readiness.router)
     openapi_docs.complete(app, spec, conf)
     return app
 
