@@ -54,7 +54,7 @@ class ServiceSettings:
     # The same bound for GET /health, shorter: a probe must answer quickly.
     health_timeout_s: float = 3.0
     # Seconds a stopping process answers /readyz 503 while still serving, so that the
-    # balancer (which checks every 0.5 s, service/haproxy.cfg.j2) takes it out first.
+    # balancer (which checks every 0.5 s, service/templates/haproxy.cfg.j2) takes it out first.
     drain_s: float = 3.0
     # Addresses whose X-Forwarded-For/-Proto are believed: the balancer's only.
     forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)

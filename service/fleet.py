@@ -248,17 +248,33 @@ class Fleet:
             self.shutdown()
 
 
+def read_state(settings: Settings) -> FleetState | None:
+    """The fleet's state file, or None while there is none (starting, stopped)."""
+    try:
+        return FleetState(**json.loads(state_file(settings).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def wait_ready(settings: Settings, *, timeout_s: float = READY_TIMEOUT_S) -> FleetState:
+    """Wait until every process of the fleet on API_PORT serves behind haproxy."""
+    deadline = time.monotonic() + timeout_s
+    while (state := read_state(settings)) is None or not state.ready:
+        if time.monotonic() > deadline:
+            raise FleetError(f"the API processes were not all up within {timeout_s:.0f} s")
+        time.sleep(0.2)
+    return state
+
+
 def request_restart(settings: Settings, fleet_pid: int, *, timeout_s: float = 600.0) -> FleetState:
     """SIGHUP the fleet and wait until its rolling restart is done; returns its state."""
-    path = state_file(settings)
-    before = FleetState(**json.loads(path.read_text()))
+    before = wait_ready(settings)
     os.kill(fleet_pid, signal.SIGHUP)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ValueError):
-            now = FleetState(**json.loads(path.read_text()))
-            if now.restarts_done > before.restarts_done:
-                return now
+        now = read_state(settings)
+        if now is not None and now.restarts_done > before.restarts_done:
+            return now
         time.sleep(0.2)
     raise FleetError(f"the rolling restart did not finish within {timeout_s:.0f} s")
 

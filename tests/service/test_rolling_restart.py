@@ -4,7 +4,6 @@ access control holds behind the balancer. Real processes on 127.0.0.1 (docs/scal
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -33,8 +32,9 @@ class Fleet:
     proc: object
 
     def state(self) -> fleet.FleetState:
-        path = fleet.state_file(load_settings(os.environ | self.env))
-        return fleet.FleetState(**json.loads(path.read_text()))
+        state = fleet.read_state(load_settings(os.environ | self.env))
+        assert state is not None
+        return state
 
 
 def _free_ports(count: int) -> int:
@@ -69,16 +69,7 @@ def two_processes(pg_server, trained_model_dir: Path, tmp_path_factory) -> Itera
 
 
 def _wait_ready(f: Fleet) -> fleet.FleetState:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            state = f.state()
-            if state.ready:
-                return state
-        except (OSError, ValueError):
-            pass
-        assert time.monotonic() < deadline, "the fleet never said it was ready"
-        time.sleep(0.2)
+    return fleet.wait_ready(load_settings(os.environ | f.env), timeout_s=60)
 
 
 def test_rolling_restart_under_load_loses_nothing(two_processes: Fleet, record: dict) -> None:
