@@ -13,7 +13,7 @@ APP_PY := $(VENV_DIR)/app/bin/python
 TFDV_PY := $(VENV_DIR)/tfdv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help setup envs system-deps lock up down status db migrate train schema-draft schema-stats schema-check schema-propose schema-proposals schema-show schema-approve schema-reject test lint format bench
+.PHONY: help setup envs system-deps lock up down status restart-api db migrate train schema-draft schema-stats schema-check schema-propose schema-proposals schema-show schema-approve schema-reject test lint format bench
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -23,7 +23,7 @@ setup: envs system-deps ## install what is missing (uv, the three environments, 
 envs:
 	@scripts/envs.sh
 
-system-deps: ## install Debian's chromium for the UI's browser test when it is missing
+system-deps: ## install Debian's chromium (the UI's browser test) and haproxy (API_WORKERS >= 2) when missing
 	@scripts/system_deps.sh
 
 lock: ## re-resolve requirements/*.in into requirements/*.txt, every file pinned by its sha256 hash
@@ -38,6 +38,9 @@ down: ## stop everything that `make up` started
 
 status: ## say what runs
 	@$(APP_PY) -m ops status
+
+restart-api: ## replace the API processes one after the other, losing no request (API_WORKERS >= 2)
+	@$(APP_PY) -m service.fleet restart
 
 db migrate: setup ## start the database if it is ours and apply pending migrations
 	@$(APP_PY) -m ops db

@@ -53,6 +53,9 @@ CAPACITY_CLIENTS = int(os.environ.get("BENCH_CAPACITY_CLIENTS", 16))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", 3))
 # Which parts to run (all by default): past, single, workers, async, batch.
 PARTS = set(os.environ.get("BENCH_PARTS", "past,single,workers,async,batch").split(","))
+# The part `workers`: the other API_WORKERS to compare with the default, each number of API
+# processes behind haproxy when 2 or more (docs/scaling.md); e.g. BENCH_API_PROCESSES=2,4.
+API_PROCESSES = [int(n) for n in os.environ.get("BENCH_API_PROCESSES", "").split(",") if n.strip()]
 PAST_REQUESTS = 300
 # Every request carries the UI's bearer token, as in production (set by main()).
 AUTH: dict[str, str] = {}
@@ -538,6 +541,13 @@ def main() -> int:
                 base = f"http://127.0.0.1:{port}"
                 proc = launch.spawn(env | extra | {"API_PORT": str(port)}, tmp / log_name)
                 launch.wait_until_serving(proc, base, timeout_s=120)
+                if int(extra.get("API_WORKERS", 1)) >= 2:  # every process up behind haproxy
+                    from mlsys.config import load_settings
+                    from service import fleet
+
+                    fleet.wait_ready(
+                        load_settings(os.environ | env | extra | {"API_PORT": str(port)})
+                    )
 
             def singles(clients_list: tuple[int, ...]) -> None:
                 for clients in clients_list:
@@ -553,11 +563,18 @@ def main() -> int:
                 )
                 singles((CLIENTS, CAPACITY_CLIENTS))
             if "workers" in PARTS:
-                # The other worker count, for comparison (API_WORKERS is a setting).
-                other = 2 if workers == 1 else 1
-                restart({"API_WORKERS": str(other)}, "api-workers.log")
-                report(f"with API_WORKERS={other} (not the default):")
-                singles((CLIENTS, CAPACITY_CLIENTS))
+                # Other process counts, for comparison (API_WORKERS is a setting); two or
+                # more run behind haproxy, whose CPU counts as the service's.
+                for other in API_PROCESSES or [2 if workers == 1 else 1]:
+                    if other == workers:
+                        continue
+                    extra = {"API_WORKERS": str(other), "API_BACKEND_PORT": str(_port_run(other))}
+                    restart(extra, f"api-workers-{other}.log")
+                    behind = " behind haproxy" if other >= 2 else ""
+                    report(
+                        f"with API_WORKERS={other} (not the default: {other} processes{behind}; {_load()}):"
+                    )
+                    singles((CLIENTS, CAPACITY_CLIENTS))
             if "async" in PARTS:
                 # COMMIT not waiting for the disk (not the default): what the service itself
                 # can do once the disk is out of the way.
@@ -592,6 +609,21 @@ def main() -> int:
     print("--- service benchmark figures ---")
     print("\n".join(lines))
     return 0
+
+
+def _port_run(count: int) -> int:
+    """A first port such that it and the next count - 1 are free now (API_BACKEND_PORT)."""
+    for _ in range(50):
+        first = pg.free_port()
+        if first + count < 65536 and not any(
+            pg.port_in_use("127.0.0.1", first + i) for i in range(count)
+        ):
+            return first
+    raise RuntimeError("no run of free ports for the API processes")
+
+
+def _load() -> str:
+    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _days_back(offsets) -> list[str]:

@@ -15,7 +15,8 @@ from mlsys.config import env_float, env_int
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    # uvicorn worker processes; each loads the model itself after it started.
+    # API processes; each loads the model itself after it started. Two or more run behind
+    # haproxy (`service.fleet`), one runs alone on API_PORT.
     workers: int
     # Threads doing database work in each worker, each holding its own connection, so the
     # "pool" can never be smaller than the thread pool (a psycopg2 pool smaller than FastAPI's
@@ -52,6 +53,17 @@ class ServiceSettings:
     db_request_timeout_s: float = 10.0
     # The same bound for GET /health, shorter: a probe must answer quickly.
     health_timeout_s: float = 3.0
+    # Seconds a stopping process answers /readyz 503 while still serving, so that the
+    # balancer (which checks every 0.5 s, service/templates/haproxy.cfg.j2) takes it out first.
+    drain_s: float = 3.0
+    # Addresses whose X-Forwarded-For/-Proto are believed: the balancer's only.
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1",)
+    # Idle keep-alive connections are closed after this (haproxy keeps its own shorter).
+    keep_alive_s: int = 30
+    # Longest wait for requests in flight when a process stops, then they are cancelled.
+    graceful_shutdown_s: int = 30
+    # With several processes: they listen on 127.0.0.1:API_BACKEND_PORT, +1, ...
+    backend_port: int = 8100
 
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1")
@@ -104,6 +116,15 @@ def load_service_settings(env: dict[str, str] | None = None) -> ServiceSettings:
         ),
         db_request_timeout_s=env_float(env, "API_DB_REQUEST_TIMEOUT_S", 10.0, low=0.5, high=3600.0),
         health_timeout_s=env_float(env, "API_HEALTH_TIMEOUT_S", 3.0, low=0.5, high=60.0),
+        drain_s=env_float(env, "API_DRAIN_S", 3.0, low=0.0, high=600.0),
+        forwarded_allow_ips=tuple(
+            h.strip()
+            for h in (env.get("API_FORWARDED_ALLOW_IPS") or "127.0.0.1").split(",")
+            if h.strip()
+        ),
+        keep_alive_s=env_int(env, "API_KEEP_ALIVE_S", 30, low=1, high=3600),
+        graceful_shutdown_s=env_int(env, "API_GRACEFUL_SHUTDOWN_S", 30, low=1, high=3600),
+        backend_port=env_int(env, "API_BACKEND_PORT", 8100, low=1, high=65535),
     )
 
 

@@ -16,20 +16,19 @@ from service.config import ServiceSettings, get_service_settings, load_service_s
 
 
 def command(settings: Settings, conf: ServiceSettings | None = None) -> list[str]:
+    """One process on API_PORT, or with API_WORKERS >= 2 the fleet: haproxy on API_PORT in
+    front of that many processes (service/fleet.py, docs/scaling.md)."""
     conf = conf or get_service_settings()
-    cmd = [
-        str(settings.venv_python("app")), "-m", "uvicorn", "service.main:app",
-        "--host", settings.api_host,
-        "--port", str(settings.api_port),
-        # Each worker imports the app and loads the model in its lifespan, after the worker
-        # process started: nothing LightGBM-related exists before the (spawned) workers.
-        "--workers", str(conf.workers),
-        "--loop", "uvloop",
-        "--http", "httptools",
+    python = str(settings.venv_python("app"))
+    if conf.workers >= 2:
+        return [python, "-m", "service.fleet"]
+    # Each process imports the app and loads the model in its lifespan: nothing
+    # LightGBM-related exists before it started (LightGBM + OpenMP hang after fork).
+    # Alone, with no balancer to tell, it does not drain when stopped.
+    return [
+        python, "-m", "service.serve",
+        "--host", settings.api_host, "--port", str(settings.api_port), "--drain-s", "0",
     ]  # fmt: skip
-    if not conf.access_log:
-        cmd.append("--no-access-log")
-    return cmd
 
 
 SERVICE = Service(
@@ -46,7 +45,7 @@ def spawn(env: dict[str, str], log_path: Path) -> subprocess.Popen:
     """Start the service as `make up` does, with settings from `env` (tests, benchmarks).
 
     `env` overrides os.environ (DATABASE_URL, MODEL_DIR, API_PORT, ...); the process gets its
-    own process group so that `stop` ends the uvicorn supervisor and its workers together.
+    own process group so that `stop` ends the fleet, haproxy and its processes together.
     """
     full_env = os.environ | env
     cmd = command(load_settings(full_env), load_service_settings(full_env))

@@ -23,6 +23,7 @@ from service.routes import (
     model_info,
     past_predictions,
     predict,
+    readiness,
     report_index,
     reports,
     schema_proposals,
@@ -64,6 +65,7 @@ def create_app(
     app.include_router(reports.router)
     app.include_router(report_index.router)
     app.include_router(schema_proposals.router)
+    app.include_router(readiness.router)
     openapi_docs.complete(app, schema, conf)
     return app
 

@@ -241,7 +241,7 @@ def test_published_ports_default_to_the_native_ones(settings):
 
     defaults = load_settings({})
     expected = {
-        "api": defaults.api_port,
+        "api-lb": defaults.api_port,  # the balancer; the api replicas publish nothing
         "ui": defaults.ui_port,
         "airflow-apiserver": defaults.airflow_port,
     }

@@ -59,7 +59,7 @@ TABLE = [
     *[(("GET", "/schema-proposals", None), who, code) for who, code in
       [(W, 200), (S, 403), (R, 200), (NONE, 401), (BAD, 401)]],
     # Probes and the API's own documentation are open, and say nothing secret.
-    *[(("GET", path, None), who, 200) for path in ["/health", "/livez", "/openapi.json", "/docs"]
+    *[(("GET", path, None), who, 200) for path in ["/health", "/livez", "/readyz", "/openapi.json", "/docs"]
       for who in (W, S, R, NONE, BAD)],
 ]  # fmt: skip
 
@@ -112,7 +112,7 @@ def test_the_openapi_document_shows_the_scheme(api: Api):
         operation = doc["paths"][path][method]
         assert {"bearer": []} in operation["security"], path
         assert {"401", "403"} <= set(operation["responses"]), path
-    for path in ["/health", "/livez"]:
+    for path in ["/health", "/livez", "/readyz"]:
         assert "security" not in doc["paths"][path]["get"]
     headers = [p["name"] for p in doc["paths"]["/predict"]["post"]["parameters"]]
     assert "Idempotency-Key" in headers

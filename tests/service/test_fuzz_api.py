@@ -43,6 +43,7 @@ SHARE = {
     ("GET /reports/", NEGATIVE): 0.03,
     ("GET /health", POSITIVE): 0,
     ("GET /livez", POSITIVE): 0,
+    ("GET /readyz", POSITIVE): 0,
     ("GET /model-info", POSITIVE): 0,
 }
 
