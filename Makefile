@@ -23,7 +23,7 @@ setup: envs system-deps ## install what is missing (uv, the three environments, 
 envs:
 	@scripts/envs.sh
 
-system-deps: ## install Debian's chromium for the UI's browser test when it is missing
+system-deps: ## install Debian's chromium (browser test) and redis-server (Celery broker) when missing
 	@scripts/system_deps.sh
 
 lock: ## re-resolve requirements/*.in into requirements/*.txt, every file pinned by its sha256 hash
