@@ -325,8 +325,8 @@ def test_celery_override_is_valid_by_the_compose_specification(tmp_path):
 
 
 def test_celery_override_sets_the_native_executor_settings():
-    """Every Airflow container gets what pipelines/airflow_env.executor_environment gives the
-    native processes for celery, with the same values where they are not secrets."""
+    """Every Airflow container gets what `executor_environment` in pipelines/airflow_env.py
+    gives the native processes for celery, with the same values where they are not secrets."""
     from mlsys.config import load_settings
     from pipelines.airflow_env import executor_environment
     from pipelines.executor import load_executor_settings
