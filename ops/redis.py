@@ -55,7 +55,7 @@ def config_text(*, port: int, password: str, folder: Path, host: str = "127.0.0.
         f"requirepass {password}",
         "daemonize no",
         'logfile ""',
-        f"dir {folder}",
+        f'dir "{folder}"',  # quoted: VAR_DIR may hold spaces
         # The broker's queues survive a restart of Redis: an fsync every second at most.
         "appendonly yes",
         "appendfsync everysec",
