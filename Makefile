@@ -23,7 +23,7 @@ setup: envs system-deps ## install what is missing (uv, the three environments, 
 envs:
 	@scripts/envs.sh
 
-system-deps: ## install Debian's chromium (the UI's browser test) and haproxy (API_WORKERS >= 2) when missing
+system-deps: ## install Debian's chromium (browser test), haproxy (API_WORKERS >= 2) and redis-server (Celery broker) when missing
 	@scripts/system_deps.sh
 
 lock: ## re-resolve requirements/*.in into requirements/*.txt, every file pinned by its sha256 hash

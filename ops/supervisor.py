@@ -37,7 +37,9 @@ class Service:
     name: str
     command: Callable[[Settings], list[str]]
     url: Callable[[Settings], str]
-    port: Callable[[Settings], int]
+    # The port it listens on: it is ready when the port answers. None for a process without
+    # one (a Celery worker): it is then ready when `ready_text` appears in its log.
+    port: Callable[[Settings], int] | None
     env: Callable[[Settings], dict[str, str]] = field(default=lambda s: {})
     ready_timeout_s: float = 60.0
     # The database role it connects as (a key of mlsys.config.DB_ROLES: MLSYS_DB_ROLE), or
@@ -45,6 +47,10 @@ class Service:
     db_role: str | None = None
     # How a person logs in, for `make status`: where the credential is, never its value.
     login: Callable[[Settings], str] | None = None
+    # Whether `up` starts it with these settings (Redis and the Celery workers only with
+    # AIRFLOW_EXECUTOR=celery). `down` stops every service that runs, enabled or not.
+    enabled: Callable[[Settings], bool] = field(default=lambda s: True)
+    ready_text: str | None = None
 
 
 # Each component describes how it is launched in its own `launch.py` (a module-level
@@ -234,8 +240,8 @@ def _record(settings: Settings, name: str, proc: subprocess.Popen, log: Path) ->
 def start_service(settings: Settings, service: Service) -> str:
     if service_pid(settings, service.name):
         return f"{service.name}: already running at {service.url(settings)}"
-    port = service.port(settings)
-    if pg.port_in_use("127.0.0.1", port):
+    port = service.port(settings) if service.port is not None else None
+    if port is not None and pg.port_in_use("127.0.0.1", port):
         raise SystemExit(
             f"{service.name}: port {port} is already taken by another program; "
             "free it or choose another port in .env"
@@ -243,6 +249,7 @@ def start_service(settings: Settings, service: Service) -> str:
     run_dir(settings).mkdir(parents=True, exist_ok=True)
     log_dir(settings).mkdir(parents=True, exist_ok=True)
     log = log_dir(settings) / f"{service.name}.log"
+    log_start = log.stat().st_size if log.exists() else 0
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             service.command(settings),
@@ -255,16 +262,28 @@ def start_service(settings: Settings, service: Service) -> str:
         )
     _record(settings, service.name, proc, log)
     deadline = time.monotonic() + service.ready_timeout_s
-    while not pg.port_in_use("127.0.0.1", port):
+    while not _ready(service, port, log, log_start):
         if proc.poll() is not None:
             raise SystemExit(f"{service.name} exited with {proc.returncode}; see {log}")
         if time.monotonic() > deadline:
-            raise SystemExit(f"{service.name} not answering on port {port}; see {log}")
+            waited = f"port {port}" if port is not None else repr(service.ready_text)
+            raise SystemExit(f"{service.name} not ready ({waited}); see {log}")
         time.sleep(0.5)
     # Record the command line it runs now that it serves: a launcher that `exec`s another
     # program (`bash -c "... && exec x"`) or renames itself has replaced its own by then.
     _record(settings, service.name, proc, log)
     return f"{service.name}: {service.url(settings)} (log {log})"
+
+
+def _ready(service: Service, port: int | None, log: Path, log_start: int) -> bool:
+    """The port answers, or (no port) the ready text appeared in the log since the start."""
+    if port is not None:
+        return pg.port_in_use("127.0.0.1", port)
+    if service.ready_text is None:
+        return True
+    with open(log, "rb") as f:
+        f.seek(log_start)
+        return service.ready_text.encode() in f.read()
 
 
 def stop_service(settings: Settings, name: str, *, grace_s: float = 30.0) -> str | None:
@@ -322,7 +341,8 @@ def up(settings: Settings) -> list[str]:
     lines = [database_up(settings), raw_data_up(settings)]
     lines.append(ensure_local_credentials(settings.var_dir))
     for service in services():
-        lines.append(start_service(settings, service))
+        if service.enabled(settings):
+            lines.append(start_service(settings, service))
     lines += [
         f"data folders: {settings.data_dir} (raw-data, good_data, bad_data, reports)",
         f"logs: {log_dir(settings)}",
@@ -357,6 +377,8 @@ def status(settings: Settings) -> list[str]:
         lines.append("PostgreSQL: external (DATABASE_URL)")
     for service in services():
         pid = service_pid(settings, service.name)
+        if pid is None and not service.enabled(settings):
+            continue
         lines.append(
             f"{service.name}: "
             + (f"running, pid {pid}, {service.url(settings)}" if pid else "stopped")

@@ -12,6 +12,13 @@ from pathlib import Path
 
 from mlsys.config import ROOT, Settings, get_settings
 from mlsys.credentials import ensure_secret, resolve_secret, secrets_dir
+from pipelines.executor import (
+    DEFAULT_QUEUE,
+    REDIS_SECRET,
+    ExecutorSettings,
+    load_executor_settings,
+    redis_url,
+)
 
 DAGS_FOLDER = ROOT / "pipelines" / "dags"
 # Holds `airflow_local_settings.py`: the scheduler preloads the task modules (pipelines/preload.py).
@@ -65,9 +72,58 @@ def airflow_bin_dir(settings: Settings | None = None) -> Path:
     return (settings or get_settings()).venv_bin("airflow")
 
 
+def broker_url(settings: Settings, executor: ExecutorSettings) -> str:
+    """The Celery broker: CELERY_BROKER_URL, else our Redis (ops/redis.py) with its password."""
+    if executor.broker_url_override:
+        return executor.broker_url_override
+    password = resolve_secret(REDIS_SECRET, settings.var_dir, settings.env or None)
+    return redis_url(str(password), executor.redis_port)
+
+
+def executor_environment(settings: Settings, executor: ExecutorSettings) -> dict[str, str]:
+    """Airflow's executor settings. LocalExecutor: only its name. CeleryExecutor: the broker,
+    the queues, the worker slots and the timeouts that decide how fast the work of a dead
+    worker is taken over (docs/scaling.md, "When a worker dies"); read in Airflow 3.3.2 and
+    the celery provider 3.26:
+
+    - The task supervisor heartbeats every [workers] min_heartbeat_interval (5 s); the
+      scheduler fails a running task without one for [scheduler]
+      task_instance_heartbeat_timeout (default 300 s) and, with retries left, retries it
+      (SchedulerJobRunner._purge_task_instances_without_heartbeats). We shorten it to
+      AIRFLOW_TASK_HEARTBEAT_TIMEOUT_S (90 s, still 18 missed heartbeats) so that a killed
+      worker's task is running elsewhere within the issue's 5 minutes.
+    - Celery acknowledges a message after the task (task_acks_late, the provider's default), so
+      a message a dead worker had taken is delivered again after the broker's
+      visibility_timeout; the provider's run of it then meets the task already retried or
+      running and ignores it (execute_workload: TaskAlreadyRunningError -> Ignore). We set the
+      provider's own default (86400 s) explicitly: the heartbeat timeout, not redelivery, is
+      what recovers a task, and a shorter value would redeliver long tasks that still run.
+    """
+    env = {"AIRFLOW__CORE__EXECUTOR": executor.airflow_executor}
+    if not executor.celery:
+        return env
+    return env | {
+        "AIRFLOW__CELERY__BROKER_URL": broker_url(settings, executor),
+        "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(executor.worker_concurrency),
+        "AIRFLOW__OPERATORS__DEFAULT_QUEUE": DEFAULT_QUEUE,
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(
+            executor.task_heartbeat_timeout_s
+        ),
+        "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__VISIBILITY_TIMEOUT": "86400",
+    }
+
+
 def airflow_environment(
-    settings: Settings, *, home: Path, metadata_url: str | None = None, port: int | None = None
+    settings: Settings,
+    *,
+    home: Path,
+    metadata_url: str | None = None,
+    port: int | None = None,
+    executor: ExecutorSettings | None = None,
 ) -> dict[str, str]:
+    """The environment of every Airflow process of ours; `executor` defaults to the
+    AIRFLOW_EXECUTOR settings of `settings`' environment (LocalExecutor unless set)."""
+    executor = executor or load_executor_settings(settings.env or None)
     bin_dir = airflow_bin_dir(settings)
     api_port = port or settings.airflow_port
     log_port = settings.airflow_log_server_port
@@ -85,7 +141,6 @@ def airflow_environment(
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         # Two cores: a few task processes at a time is what this machine can run. A task of
         # ours uses the CPU for well under a second and waits on Airflow the rest of the time;
         # six slots kept a backlog moving where four left them idle between tasks (docs/
@@ -112,4 +167,4 @@ def airflow_environment(
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "NO_PROXY": "*",  # macOS-style proxy lookups can hang forked workers
-    }
+    } | executor_environment(settings, executor)

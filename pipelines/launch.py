@@ -1,12 +1,17 @@
-"""How `make up` starts the pipelines: the warm TFDV worker, then Airflow standalone."""
+"""How `make up` starts the pipelines: the warm TFDV worker, then Airflow's components; with
+AIRFLOW_EXECUTOR=celery also our Redis (the broker) before them and AIRFLOW_CELERY_WORKERS
+Celery workers after them (pipelines/executor.py, docs/scaling.md)."""
 
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Callable
 
-from mlsys.config import Settings
+from mlsys.config import Settings, get_settings
 from mlsys.credentials import secret_path
-from ops.supervisor import Service
+from ops import redis
+from ops.supervisor import Service, run_dir
 from pipelines.airflow_env import (
     ADMIN_SECRET,
     ADMIN_USER,
@@ -17,6 +22,7 @@ from pipelines.airflow_env import (
     ensure_admin_password,
 )
 from pipelines.config import get_pipeline_settings
+from pipelines.executor import load_executor_settings
 
 
 def _airflow_home(settings: Settings):
@@ -56,6 +62,35 @@ def _airflow_command(settings: Settings) -> list[str]:
     return ["bash", "-c", script]
 
 
+def _worker_command(index: int) -> Callable[[Settings], list[str]]:
+    """One `airflow celery worker`, reniced as Airflow is, with a name of its own (two on one
+    machine must differ) and without its log server: it binds every interface (as the
+    scheduler's does) and the api-server reads task logs from the shared log folder here."""
+
+    def command(settings: Settings) -> list[str]:
+        executor = load_executor_settings(settings.env or None)
+        airflow = f'"{airflow_bin_dir() / "airflow"}"'
+        return ["bash", "-c", (
+            f"renice -n {NICE} -p $$ >/dev/null && exec {airflow} celery worker "
+            f"--celery-hostname airflow-worker-{index}@%h "
+            f"--queues {','.join(executor.worker_queues)} "
+            f"--concurrency {executor.worker_concurrency} --skip-serve-logs"
+        )]  # fmt: skip
+
+    return command
+
+
+def _celery(settings: Settings) -> bool:
+    return load_executor_settings(settings.env or None).celery
+
+
+def _worker_count() -> int:
+    """The workers to declare: AIRFLOW_CELERY_WORKERS, or more when more were started (their
+    pid files), so that `make down` stops them after the setting was lowered."""
+    started = len(list(run_dir(get_settings()).glob("airflow-worker-*.pid")))
+    return max(load_executor_settings().workers, started)
+
+
 def _airflow_env(settings: Settings) -> dict[str, str]:
     ps = get_pipeline_settings()
     ensure_admin_password(settings)
@@ -73,7 +108,21 @@ def _airflow_login(settings: Settings) -> str:
     return f"user {ADMIN_USER}, password: `cat {path}` (mode 0600)"
 
 
+def _redis_url(settings: Settings) -> str:
+    return f"redis://127.0.0.1:{load_executor_settings(settings.env or None).redis_port}"
+
+
 SERVICES = [
+    Service(
+        name="redis",
+        command=lambda s: redis.command(
+            s.var_dir, load_executor_settings(s.env or None).redis_port, s.env or None
+        ),
+        url=_redis_url,
+        port=lambda s: load_executor_settings(s.env or None).redis_port,
+        # Only the broker of our own: CELERY_BROKER_URL names one that is not ours to start.
+        enabled=lambda s: load_executor_settings(s.env or None).embedded_redis,
+    ),
     Service(
         name="tfdv-worker",
         command=lambda s: [
@@ -97,4 +146,24 @@ SERVICES = [
         db_role="pipelines",
         login=_airflow_login,
     ),
+    *[
+        Service(
+            name=f"airflow-worker-{i}",
+            command=_worker_command(i),
+            url=lambda s: (
+                "Celery worker, queues "
+                + ",".join(load_executor_settings(s.env or None).worker_queues)
+            ),
+            port=None,
+            env=_airflow_env,
+            ready_timeout_s=180,
+            db_role="pipelines",
+            enabled=lambda s, i=i: (
+                _celery(s) and i <= load_executor_settings(s.env or None).workers
+            ),
+            # Celery's own line once it consumes its queues (%h is the host name).
+            ready_text=f"airflow-worker-{i}@{socket.gethostname()} ready.",
+        )
+        for i in range(1, _worker_count() + 1)
+    ],
 ]

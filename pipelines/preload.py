@@ -8,7 +8,7 @@ importing pandas alone took `split_and_save_data` 2.5 s on a quiet machine and u
 load, per run.
 
 Called from `airflow_local_settings` (pipelines/airflow_settings/), which Airflow imports in
-every one of its processes: only the scheduler preloads.
+every one of its processes: only the scheduler and Celery workers preload (`forks_tasks`).
 """
 
 from __future__ import annotations
@@ -41,10 +41,14 @@ TASK_MODULES = (
 )
 
 
-def is_scheduler(argv: list[str] | None = None) -> bool:
-    """True in the process started as `airflow scheduler ...`."""
+def forks_tasks(argv: list[str] | None = None) -> bool:
+    """True in a process whose forks run the tasks: `airflow scheduler ...` (LocalExecutor) or
+    `airflow celery worker ...` (CeleryExecutor: its pool processes are forked from it, and each
+    forks the task process, pipelines/executor.py)."""
     args = sys.argv if argv is None else argv
-    return len(args) > 1 and args[0].endswith("airflow") and args[1] == "scheduler"
+    if len(args) < 2 or not args[0].endswith("airflow"):
+        return False
+    return args[1] == "scheduler" or args[1:3] == ["celery", "worker"]
 
 
 def preload(modules: tuple[str, ...] = TASK_MODULES) -> dict[str, float]:

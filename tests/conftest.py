@@ -44,6 +44,10 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop(f"{name}_FILE", None)
     os.environ[report_links.KEY_NAME] = REPORT_LINK_KEY
     os.environ.pop(f"{report_links.KEY_NAME}_FILE", None)
+    # `dag.test()` runs the tasks in its own process, with no executor: the same test for
+    # both executors. Whatever the developer's .env chooses, the Airflow environments the
+    # tests build are the LocalExecutor's; the live tests (tests/e2e/) set their executor.
+    os.environ["AIRFLOW_EXECUTOR"] = "local"
 
 
 def auth_headers(role: Role) -> dict[str, str]:

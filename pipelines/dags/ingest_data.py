@@ -12,6 +12,7 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from pipelines import assets, runtime
 from pipelines.config import get_pipeline_settings
+from pipelines.executor import load_executor_settings
 
 SETTINGS = get_pipeline_settings()
 GOOD_DATA = assets.good_data(SETTINGS)
@@ -57,8 +58,14 @@ def ingest_data():
             raise AirflowSkipException("raw-data has no file to ingest")
         return claimed | tasks.validation_request(get_pipeline_settings())
 
-    # The warm TFDV worker validates (an HTTP call); without it, the tfdv interpreter.
-    @task(multiple_outputs=False, show_return_value_in_logs=False)
+    # The warm TFDV worker validates (an HTTP call); without it, the tfdv interpreter. With
+    # the CeleryExecutor only workers with the tfdv environment serve this queue (the
+    # LocalExecutor ignores queues). A worker dying here: the task is retried elsewhere.
+    @task(
+        multiple_outputs=False,
+        show_return_value_in_logs=False,
+        queue=load_executor_settings().tfdv_queue,
+    )
     def validate_data(claimed: dict) -> dict:
         from pipelines.ingestion import tasks
 

@@ -2,8 +2,10 @@
 is ingested, split, predicted, visible through /past-predictions and the UI, and alerted on
 in Teams (a receiver on 127.0.0.1); `make down` then leaves no process behind.
 
-Slow (Airflow standalone needs about 90 s to answer, then the schedules run), so it is the one
-end-to-end test; every other test drives the parts directly.
+Run once per executor (AIRFLOW_EXECUTOR): LocalExecutor, and CeleryExecutor with our Redis and
+two Celery workers, the validation on its own queue. Slow (Airflow needs about 90 s to answer,
+then the schedules run), so it is the one end-to-end test of the data flow; every other test
+drives the parts directly (tests/e2e/test_worker_death.py kills Celery workers mid-task).
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from pathlib import Path
 
 import pandas as pd
 import psutil
+import psycopg2
 import pytest
 
 from mlsys import report_links
 from mlsys.api_auth import TOKEN_NAMES, Role, bearer_headers
-from mlsys.config import ROOT, load_settings
+from mlsys.config import ROOT, libpq_url, load_settings
 from mlsys.features import Kind, get_feature_spec
 from ops import pg
 from tests.pipelines.conftest import (  # noqa: F401 (fixtures)
@@ -46,13 +49,23 @@ def _get(url: str, headers: dict[str, str] | None = None) -> dict:
         return json.loads(answer.read())
 
 
+# What `make status` reports running, per executor: the API, the UI, the TFDV worker,
+# Airflow and PostgreSQL; with Celery also Redis and the two workers.
+RUNNING = {"local": 5, "celery": 8}
+
+
 def _our_processes(var_dir: Path, ports: list[int]) -> list[str]:
-    """Processes that belong to this system: a command line naming its folders, or a
-    listener on one of its ports."""
+    """Processes that belong to this system: a command line naming its folders, an
+    environment with its VAR_DIR (Celery renames its processes), or a listener on one of
+    its ports."""
     found = []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmd = " ".join(proc.info["cmdline"] or [])
-        if str(var_dir) in cmd:
+        try:
+            ours = proc.environ().get("VAR_DIR") == str(var_dir)
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            ours = False
+        if str(var_dir) in cmd or ours:
             found.append(f"{proc.info['pid']}: {cmd[:200]}")
     for conn in psutil.net_connections(kind="tcp"):
         if conn.status == psutil.CONN_LISTEN and conn.laddr.port in ports:
@@ -60,22 +73,41 @@ def _our_processes(var_dir: Path, ports: list[int]) -> list[str]:
     return found
 
 
-def test_make_up_ingests_predicts_alerts_and_make_down_cleans_up(tmp_path, teams, settings):  # noqa: F811
+def live_env(tmp_path: Path, executor: str, ports: dict[str, int]) -> dict[str, str]:
+    """The environment of a `make up` of our own: its ports, folders and executor, and not
+    this session's test credentials but the ones `make up` generates under VAR_DIR."""
+    return os.environ | {k: str(v) for k, v in ports.items()} | {
+        "VAR_DIR": str(tmp_path / "var"), "DATA_DIR": str(tmp_path / "data"),
+        "MODEL_DIR": str(tmp_path / "models"), "DATABASE_URL": "", "AIRFLOW_DATABASE_URL": "",
+        "AIRFLOW_EXECUTOR": executor, "CELERY_BROKER_URL": "",
+    } | {name: "" for name in [*TOKEN_NAMES.values(), report_links.KEY_NAME]}  # fmt: skip
+
+
+def live_ports() -> dict[str, int]:
+    ports = {
+        name: pg.free_port()
+        for name in (
+            "PGPORT_EMBEDDED",
+            "API_PORT",
+            "UI_PORT",
+            "AIRFLOW_PORT",
+            "TFDV_WORKER_PORT",
+            "REDIS_PORT",
+        )  # fmt: skip
+    }
+    ports["AIRFLOW_LOG_SERVER_PORT"] = pg.free_port()
+    return ports
+
+
+@pytest.mark.parametrize("executor", ["local", "celery"])
+def test_make_up_ingests_predicts_alerts_and_make_down_cleans_up(tmp_path, teams, settings,  # noqa: F811
+                                                                  executor):  # fmt: skip
     # As root the server runs as `embedded_postgres`, which must traverse the folder above
     # VAR_DIR; `make up` itself never chmods outside VAR_DIR (README, "Security").
     tmp_path.chmod(0o711)
-    var, data, models = tmp_path / "var", tmp_path / "data", tmp_path / "models"
-    ports = {
-        name: pg.free_port()
-        for name in ("PGPORT_EMBEDDED", "API_PORT", "UI_PORT", "AIRFLOW_PORT", "TFDV_WORKER_PORT")
-    }
-    ports["AIRFLOW_LOG_SERVER_PORT"] = pg.free_port()
-    env = os.environ | {k: str(v) for k, v in ports.items()} | {
-        "VAR_DIR": str(var), "DATA_DIR": str(data), "MODEL_DIR": str(models),
-        "TEAMS_WEBHOOK_URL": teams.url, "DATABASE_URL": "", "AIRFLOW_DATABASE_URL": "",
-    } | {  # not this session's test tokens: the ones `make up` generates under VAR_DIR
-        name: "" for name in [*TOKEN_NAMES.values(), report_links.KEY_NAME]
-    }  # fmt: skip
+    var = tmp_path / "var"
+    ports = live_ports()
+    env = live_env(tmp_path, executor, ports) | {"TEAMS_WEBHOOK_URL": teams.url}
     s = load_settings(env)
 
     # A file with a few bad rows, so that it is split and alerted on.
@@ -139,7 +171,9 @@ def test_make_up_ingests_predicts_alerts_and_make_down_cleans_up(tmp_path, teams
         status = subprocess.run(
             ["make", "status"], cwd=ROOT, env=env, capture_output=True, text=True
         )
-        assert status.stdout.count("running") == 5, status.stdout
+        assert status.stdout.count("running") == RUNNING[executor], status.stdout
+        if executor == "celery":
+            _check_celery(env, s)
     finally:
         down = subprocess.run(
             ["make", "down"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
@@ -147,6 +181,32 @@ def test_make_up_ingests_predicts_alerts_and_make_down_cleans_up(tmp_path, teams
     assert down.returncode == 0, down.stdout + down.stderr
     time.sleep(2)
     assert _our_processes(var, list(ports.values())) == []
+
+
+def _check_celery(env: dict[str, str], s) -> None:
+    """The tasks ran on the Celery workers: each was received from Redis and executed by one of
+    the two (their logs), its result stored in the result backend (Airflow's database), and
+    validate_data was sent to the tfdv queue, every other task to the default queue."""
+    conn = psycopg2.connect(libpq_url(s.airflow_database_url))
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                """SELECT task_id, queue FROM task_instance
+                   WHERE state = 'success' AND dag_id IN ('ingest_data', 'predict_new_data')"""
+            )
+            queues = dict(cur.fetchall())
+            cur.execute("SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'")
+            celery_successes = cur.fetchone()[0]
+    finally:
+        conn.close()
+    assert queues["validate_data"] == "tfdv", queues
+    assert {q for t, q in queues.items() if t != "validate_data"} == {"default"}, queues
+    assert celery_successes >= len(queues)
+    logs = "".join(
+        (s.var_dir / "log" / f"airflow-worker-{i}.log").read_text(errors="replace") for i in (1, 2)
+    )
+    for task in ("read_data", "validate_data", "split_and_save_data", "make_predictions"):
+        assert f"task_id='{task}'" in logs, task
 
 
 def _check_access(ports: dict[str, int], var: Path) -> None:

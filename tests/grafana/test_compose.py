@@ -309,3 +309,72 @@ def test_each_component_connects_with_its_own_role():
     assert SERVICES["db-migrate"]["environment"]["DATABASE_ADMIN_URL"].startswith(
         "postgresql://postgres:"
     )
+
+
+# --- the CeleryExecutor override (docker-compose.celery.yml; docs/scaling.md) --------------
+CELERY_FILE = ROOT / "docker-compose.celery.yml"
+CELERY_TEXT = CELERY_FILE.read_text(encoding="utf-8")
+CELERY = yaml.safe_load(CELERY_TEXT)
+CELERY_SERVICES = CELERY["services"]
+WORKERS = ("airflow-worker", "airflow-worker-tfdv")
+
+
+def test_celery_override_is_valid_by_the_compose_specification(tmp_path):
+    code, messages = _dclint(CELERY_FILE, tmp_path)
+    assert messages == [] and code == 0
+
+
+def test_celery_override_sets_the_native_executor_settings():
+    """Every Airflow container gets what `executor_environment` in pipelines/airflow_env.py
+    gives the native processes for celery, with the same values where they are not secrets."""
+    from mlsys.config import load_settings
+    from pipelines.airflow_env import executor_environment
+    from pipelines.executor import load_executor_settings
+
+    native = executor_environment(
+        load_settings({}),
+        load_executor_settings({"AIRFLOW_EXECUTOR": "celery", "CELERY_BROKER_URL": "redis://x"}),
+    )
+    env = CELERY["x-celery-env"]
+    assert set(native) <= set(env), set(native) - set(env)
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://:${REDIS_PASSWORD:?")
+    for key in set(native) - {"AIRFLOW__CELERY__BROKER_URL"}:
+        value = str(env[key])
+        default = re.fullmatch(r"\$\{[A-Z_]+:-([^}]*)\}", value)
+        assert (default.group(1) if default else value) == native[key], key
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://mlsys_airflow:")
+    for name in (*AIRFLOW_SERVICES, "airflow-init", *WORKERS):
+        assert CELERY_SERVICES[name]["environment"] == env, name
+        assert name in SERVICES or name in WORKERS
+    assert re.search(r"\$\{REDIS_PASSWORD:\?[^}]+\}", CELERY_TEXT)
+
+
+def test_celery_workers_serve_their_queues_and_scale():
+    default, tfdv = (CELERY_SERVICES[n] for n in WORKERS)
+    assert default["command"] == "celery worker --queues default --skip-serve-logs"
+    tfdv_command = " ".join(tfdv["command"])
+    assert '--queues "$${TFDV_QUEUE}"' in tfdv_command and "tfdv_worker" in tfdv_command
+    for worker in (default, tfdv):
+        # The image, settings and volumes of the other Airflow containers; nothing that two
+        # replicas would fight over (a fixed name, a published port).
+        assert worker["extends"] == {
+            "file": "docker-compose.yml",
+            "service": "airflow-dag-processor",
+        }
+        assert "container_name" not in worker and "ports" not in worker
+        assert worker["healthcheck"]["test"] and worker["restart"] == "unless-stopped"
+        for needed in ("redis", "postgres", "airflow-init"):
+            assert needed in worker["depends_on"]
+    redis = CELERY_SERVICES["redis"]
+    assert re.fullmatch(r"redis:\d+(\.\d+)?", redis["image"]) and "ports" not in redis
+    assert "--requirepass" in " ".join(redis["command"])
+    # Tasks leave the scheduler's container: no warm TFDV worker there any more.
+    assert CELERY_SERVICES["airflow-scheduler"]["command"] == "scheduler"
+
+
+def test_every_variable_the_override_reads_is_documented():
+    documented = set(
+        re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.MULTILINE)
+    )
+    missing = _references(CELERY_TEXT) - documented - _variables_the_code_reads()
+    assert not missing, f"add to .env.example: {sorted(missing)}"

@@ -56,6 +56,7 @@ for dag in bag.dags.values():
             t.task_id: {
                 "downstream": sorted(t.downstream_task_ids),
                 "retries": t.retries,
+                "queue": t.queue,
                 "outlets": [getattr(o, "name", repr(o)) for o in t.outlets],
                 "retry_delay_s": t.retry_delay.total_seconds(),
                 "on_failure": [
@@ -188,6 +189,15 @@ def test_every_task_retries_soon(dagbag, dag_id):
         # Well within the schedule: a retry must not outlast the next run's tick.
         delay = timedelta(seconds=task["retry_delay_s"])
         assert timedelta(seconds=1) <= delay <= timedelta(seconds=60), (task_id, delay)
+
+
+@pytest.mark.parametrize("dag_id", ALL_DAGS)
+def test_only_the_validation_goes_to_the_tfdv_queue(dagbag, dag_id):
+    """With the CeleryExecutor, validate_data runs only on workers that have the tfdv
+    environment (pipelines/executor.py); every other task on any worker."""
+    queues = {t: v["queue"] for t, v in dagbag["dags"][dag_id]["tasks"].items()}
+    expected = {t: "tfdv" if t == "validate_data" else "default" for t in queues}
+    assert queues == expected
 
 
 @pytest.mark.parametrize("dag_id", ALL_DAGS)

@@ -1,4 +1,4 @@
-"""The scheduler's preload (pipelines/preload.py, through airflow_local_settings): in the
+"""The preload of the processes that fork tasks (pipelines/preload.py, through airflow_local_settings): in the
 scheduler the task libraries are loaded when Airflow starts, in other Airflow processes
 nothing is, and never a module of ours (it would freeze our code at the scheduler's start)."""
 
@@ -37,14 +37,19 @@ def probe(airflow_env: dict[str, str], *argv: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_the_scheduler_preloads_the_task_libraries_and_none_of_our_modules(airflow_env):
+@pytest.mark.parametrize("command", [["scheduler"], ["celery", "worker"]])
+def test_the_task_forking_processes_preload_the_task_libraries_and_none_of_our_modules(
+    airflow_env, command
+):
+    """The scheduler (LocalExecutor) and a Celery worker (CeleryExecutor) fork the tasks."""
     from pipelines.preload import TASK_MODULES
 
-    found = probe(airflow_env, str(AIRFLOW_PYTHON.parent / "airflow"), "scheduler")
+    found = probe(airflow_env, str(AIRFLOW_PYTHON.parent / "airflow"), *command)
     assert found["loaded"] == list(TASK_MODULES)
     assert found["ours"] == []
 
 
 def test_other_airflow_processes_preload_nothing(airflow_env):
-    found = probe(airflow_env, str(AIRFLOW_PYTHON.parent / "airflow"), "api-server")
-    assert "pandas" not in found["loaded"]
+    for command in (["api-server"], ["celery", "flower"]):
+        found = probe(airflow_env, str(AIRFLOW_PYTHON.parent / "airflow"), *command)
+        assert "pandas" not in found["loaded"], command
