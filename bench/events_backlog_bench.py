@@ -21,10 +21,13 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import sys
 import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bench import proc_cpu
 from bench.live import (
@@ -40,6 +43,30 @@ from bench.live import (
 GOAL_S, GOAL_P99_MS, GOAL_FILES = 15 * 60.0, 50.0, 500
 # All the CPU the goal leaves per file: both cores for the whole 15 minutes.
 BUDGET_CPU_S = 2 * GOAL_S / GOAL_FILES
+
+
+ACCESS = re.compile(r"method=(\w+) path=/execution/(\S+)")
+
+
+def execution_api_calls(log: Path, offset: int) -> Counter:
+    """Calls to Airflow's execution API (tasks to the api-server) logged after `offset`, by
+    method and route (`PATCH task-instances/run`), from the api-server's access log lines."""
+    calls: Counter = Counter()
+    if not log.exists():
+        return calls
+    with log.open("rb") as f:
+        f.seek(offset)
+        for line in f:
+            if b"request finished" not in line:
+                continue
+            if (m := ACCESS.search(line.decode(errors="replace"))) is None:
+                continue
+            parts = m[2].split("/")
+            route = (
+                parts[0] if parts[0] == "xcoms" or len(parts) == 1 else f"{parts[0]}/{parts[-1]}"
+            )
+            calls[f"{m[1]} {route}"] += 1
+    return calls
 
 
 def one_record(live) -> bytes:
@@ -109,6 +136,8 @@ def main() -> int:
         roots = proc_cpu.live_roots(live.env)
         cpu_before = proc_cpu.snapshot()
         busy_before = proc_cpu.machine_busy()
+        airflow_log = Path(live.env["VAR_DIR"]) / "log" / "airflow.log"
+        log_offset = airflow_log.stat().st_size if airflow_log.exists() else 0
         dropped_at = time.monotonic()
         for i, text in enumerate(texts):
             live.drop(f"{tag}-{i:04d}.csv", text)
@@ -144,6 +173,7 @@ def main() -> int:
                 break
         cpu_after = proc_cpu.snapshot()
         machine_busy = proc_cpu.machine_busy() - busy_before
+        api_calls = execution_api_calls(airflow_log, log_offset)
         cpu_window = time.monotonic() - dropped_at
         cpu = proc_cpu.cpu_by_kind(cpu_before, cpu_after, roots)
         prober.stop.set()
@@ -184,6 +214,9 @@ def main() -> int:
           f"the machine was busy {machine_busy:.0f} CPU-s, {sum(cpu.values()):.0f} of them "
           f"ours; load average now {load_average()}):")  # fmt: skip
     print("\n".join(proc_cpu.format_table(cpu, ingested)))
+    per = max(ingested, 1)
+    print(f"execution-API calls: {sum(api_calls.values())} ({sum(api_calls.values()) / per:.1f} "
+          "per file): " + ", ".join(f"{k} {v / per:.1f}" for k, v in api_calls.most_common()))  # fmt: skip
     deadline = GOAL_S * files / GOAL_FILES  # the goal's rate for this backlog's size
     in_time = predicted_at is not None and predicted_at <= deadline
     p99_ok = bool(lat) and pct(lat, 99) < GOAL_P99_MS and prober.errors == 0
