@@ -53,6 +53,9 @@ class PipelineSettings:
     # after which still-unclaimed files fire again when nothing changed.
     ingest_trigger_poll_seconds: float = 1.0
     ingest_trigger_repeat_seconds: float = 30.0
+    # A prediction run that predicted something lasts at least this long (make_predictions
+    # waits out the rest), so that the good-data events of a backlog collapse into fewer runs.
+    predict_min_run_seconds: float = 10.0
 
     @property
     def processing_dir(self) -> Path:
@@ -125,6 +128,9 @@ def load_pipeline_settings(env: dict[str, str] | None = None) -> PipelineSetting
         ),
         ingest_trigger_repeat_seconds=env_float(
             env, "INGEST_TRIGGER_REPEAT_SECONDS", 30.0, low=1.0, high=24 * 3600.0
+        ),
+        predict_min_run_seconds=env_float(
+            env, "PREDICT_MIN_RUN_SECONDS", 10.0, low=0.0, high=600.0
         ),
     )
 

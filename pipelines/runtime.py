@@ -35,13 +35,33 @@ def current_holder() -> Holder:
 
 def run_state(dag_id: str, run_id: str) -> str | None:
     """A DAG run's state, read through the task SDK (the API server); None if it does not
-    exist. Only inside a running task."""
+    exist. Only inside a running task.
+
+    One call when the run exists (the usual case); the API answers 404 for a missing run,
+    which the task SDK raises as an error like any other, so only then a count tells "no such
+    run" (None) from a failure to ask (raised).
+    """
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
-    if RuntimeTaskInstance.get_dr_count(dag_id=dag_id, run_ids=[run_id]) == 0:
-        return None
-    state = RuntimeTaskInstance.get_dagrun_state(dag_id, run_id)
+    try:
+        state = RuntimeTaskInstance.get_dagrun_state(dag_id, run_id)
+    except Exception:
+        if RuntimeTaskInstance.get_dr_count(dag_id=dag_id, run_ids=[run_id]) == 0:
+            return None
+        raise
     return str(getattr(state, "value", state))  # a DagRunState enum member
+
+
+def active_runs(dag_id: str, run_ids: list[str]) -> int:
+    """How many of a DAG's runs `run_ids` exist and are queued or running: one call to the API
+    server for all of them. Only inside a running task."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    from pipelines.ingestion.lifecycle import ACTIVE_RUN_STATES
+
+    return RuntimeTaskInstance.get_dr_count(
+        dag_id=dag_id, run_ids=run_ids, states=list(ACTIVE_RUN_STATES)
+    )
 
 
 def _error_text(error: BaseException | str | None) -> str:

@@ -52,8 +52,9 @@ def ingest_data():
         from pipelines.ingestion import tasks
 
         claimed = tasks.read_data(
-            get_pipeline_settings(), holder=runtime.current_holder(), run_state=runtime.run_state
-        )
+            get_pipeline_settings(), holder=runtime.current_holder(), run_state=runtime.run_state,
+            active_runs=runtime.active_runs,
+        )  # fmt: skip
         if claimed is None:
             raise AirflowSkipException("raw-data has no file to ingest")
         return claimed | tasks.validation_request(get_pipeline_settings())

@@ -48,11 +48,14 @@ def predict_new_data():
             raise AirflowSkipException("good_data has no file that is not yet in the ledger")
         return names
 
+    # Lasts at least PREDICT_MIN_RUN_SECONDS, so that a backlog's events collapse into fewer runs.
     @task
     def make_predictions(names: list[str]) -> dict:
         from pipelines.prediction import tasks
 
-        return tasks.make_predictions(get_pipeline_settings(), names)
+        ps = get_pipeline_settings()
+        with tasks.paced(ps.predict_min_run_seconds):
+            return tasks.make_predictions(ps, names)
 
     make_predictions(check_for_new_data())
 

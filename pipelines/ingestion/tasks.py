@@ -23,12 +23,14 @@ def read_data(
     *,
     holder: lifecycle.Holder | None = None,
     run_state: lifecycle.RunState | None = None,
+    active_runs: lifecycle.ActiveRuns | None = None,
 ) -> dict[str, Any] | None:
     """Claim one random complete raw file, after pruning the archive, releasing (or
     quarantining) the claims of dead runs and refusing what is not a CSV file.
 
     holder: who claims (default: this process, no Airflow run); run_state: reads another
-    run's state (the DAG passes Airflow's). Returns {"path", "file", "original_name"} of the
+    run's state, active_runs: counts the active ones among several (the DAG passes Airflow's).
+    Returns {"path", "file", "original_name"} of the
     claimed file, None when no file is ready.
     """
     import psycopg2
@@ -47,8 +49,9 @@ def read_data(
     conn.autocommit = True  # each step stands alone; the claims table is the journal
     try:
         outcome = lifecycle.prepare(
-            conn, folders, policy, run_state=run_state, notify=notices.append
-        )
+            conn, folders, policy, run_state=run_state, notify=notices.append,
+            active_runs=active_runs,
+        )  # fmt: skip
         if outcome.pruned:
             log.info("pruned %d archived raw files older than %d days", outcome.pruned,
                      ps.ingest_archive_days)  # fmt: skip

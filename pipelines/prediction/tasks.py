@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,3 +137,24 @@ def make_predictions(
         if api is None:
             client.close()
     return summary
+
+
+@contextmanager
+def paced(min_seconds: float, *, clock=time.monotonic, sleep=time.sleep) -> Iterator[None]:
+    """Let the body last at least `min_seconds` (PREDICT_MIN_RUN_SECONDS): when it ends early and
+    without an error, wait out the rest.
+
+    Why: `predict_new_data` runs on every good-data event with `max_active_runs=1`, and Airflow
+    collapses the events that arrive during a run into one next run. In a backlog a split ends
+    every second or two, so without a floor every run predicts one or two files (an earlier
+    backlog: 200 prediction runs for 397 files, 400 task processes beside the ingestion's
+    1,985, each with its Airflow calls); with a 10 s floor a run predicts what the last 10 s
+    brought.
+    A file landing on an idle system is not delayed (its run starts at once); one landing
+    during the wait waits at most `min_seconds`. The wait uses no CPU, only a task slot.
+    """
+    started = clock()
+    yield
+    rest = min_seconds - (clock() - started)
+    if rest > 0:
+        sleep(rest)

@@ -321,6 +321,62 @@ def test_an_airflow_run_holds_its_claim_until_it_ends():
     assert lifecycle.judge(holder, lambda _d, r: states.get(r)).dead is True
 
 
+def test_claims_of_active_runs_are_judged_by_one_question_and_an_ended_run_is_still_released(
+    data_dir: Path, database_url: str, clean
+):
+    """Three runs hold claims: while all are active, one count answers for all of them (no
+    question per claim); once one has ended, its claim is released on its own run's state."""
+    ps = pipeline_settings(data_dir, database_url)
+    holders = [
+        lifecycle.Holder.this_process(dag_id="ingest_data", run_id=f"r{i}", try_number=1)
+        for i in range(3)
+    ]
+    claimed = []
+    for i, holder in enumerate(holders):
+        clean.iloc[i * 5 : i * 5 + 5].to_csv(data_dir / "raw-data" / f"f{i}.csv", index=False)
+        claimed.append(tasks.read_data(ps, holder=holder))
+    states = {f"r{i}": "running" for i in range(3)}
+    asked: list[str] = []
+    counted: list[list[str]] = []
+
+    def run_state(dag_id: str, run_id: str) -> str | None:
+        asked.append(run_id)
+        return states.get(run_id)
+
+    def active_runs(dag_id: str, run_ids: list[str]) -> int:
+        counted.append(run_ids)
+        return sum(states.get(r) in lifecycle.ACTIVE_RUN_STATES for r in run_ids)
+
+    reader = lifecycle.Holder.this_process(dag_id="ingest_data", run_id="r9", try_number=1)
+    assert tasks.read_data(ps, holder=reader, run_state=run_state, active_runs=active_runs) is None
+    assert counted == [["r0", "r1", "r2"]] and asked == []
+    assert len(names(data_dir / "processing")) == 3
+    # r2's split removed its file and r2 ended: counted apart, asked about, its claim done.
+    (data_dir / "processing" / claimed[2]["file"]).unlink()
+    states["r2"] = "success"
+    counted.clear()
+    assert tasks.read_data(ps, holder=reader, run_state=run_state, active_runs=active_runs) is None
+    assert sorted(counted) == [["r0", "r1"], ["r2"]] and asked == ["r2"]
+    [(outcome,)] = db_rows(database_url, "SELECT outcome FROM ingestion_claims "
+                           "WHERE claimed_name = %s", (claimed[2]["file"],))  # fmt: skip
+    assert outcome == "done"
+    states["r1"] = "failed"
+    counted.clear()
+    asked.clear()
+    again = tasks.read_data(ps, holder=reader, run_state=run_state, active_runs=active_runs)
+    assert counted == [["r0", "r1"]] and sorted(asked) == ["r0", "r1"]
+    assert again["original_name"] == claimed[1]["original_name"]  # released, then claimed
+    # A count that cannot be made is no evidence: each run is asked about, as without it.
+    states["r9"] = "running"
+    asked.clear()
+
+    def broken(dag_id: str, run_ids: list[str]) -> int:
+        raise RuntimeError("API server unreachable")
+
+    assert tasks.read_data(ps, holder=reader, run_state=run_state, active_runs=broken) is None
+    assert sorted(asked) == ["r0", "r9"]
+
+
 # --- nothing lost on a crash -----------------------------------------------------------------
 
 

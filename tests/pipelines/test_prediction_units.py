@@ -312,3 +312,26 @@ def test_make_predictions_with_the_api_down_records_nothing_then_succeeds(
     # down proves that nothing is called).
     again = tasks.make_predictions(down, names)
     assert again["done"] == [] and again["settled_before"] == sorted(names)
+
+
+def test_a_prediction_run_lasts_at_least_its_floor_unless_it_fails():
+    """`paced` waits out the rest of PREDICT_MIN_RUN_SECONDS after a short body, nothing after
+    a long one, and never after an error (a failing task must fail at once)."""
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    with tasks.paced(10.0, clock=lambda: now[0], sleep=sleep):
+        now[0] += 2.5
+    assert slept == [7.5]
+    slept.clear()
+    with tasks.paced(10.0, clock=lambda: now[0], sleep=sleep):
+        now[0] += 12.0
+    assert slept == []
+    with pytest.raises(RuntimeError), tasks.paced(10.0, clock=lambda: now[0], sleep=sleep):
+        raise RuntimeError("API down")
+    assert slept == []
+    assert load_pipeline_settings({"PREDICT_MIN_RUN_SECONDS": "0"}).predict_min_run_seconds == 0

@@ -53,3 +53,19 @@ def test_other_airflow_processes_preload_nothing(airflow_env):
     for command in (["api-server"], ["celery", "flower"]):
         found = probe(airflow_env, str(AIRFLOW_PYTHON.parent / "airflow"), *command)
         assert "pandas" not in found["loaded"], command
+
+
+def test_task_processes_cache_our_bytecode_under_airflow_home_not_in_the_tree(airflow_env):
+    """Each task imports our modules afresh: their bytecode is cached (under AIRFLOW_HOME, even
+    where the environment turned bytecode writing off), so they are compiled once per edit, not
+    once per task."""
+    from pathlib import Path
+
+    result = subprocess.run(
+        [str(AIRFLOW_PYTHON), "-c", "import pipelines.ingestion.result"], cwd=ROOT, env=airflow_env,
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    cache = Path(airflow_env["AIRFLOW_HOME"]) / "pycache"
+    mirrored = cache / str(ROOT).lstrip("/") / "pipelines" / "ingestion"
+    assert any(p.name.startswith("result.") for p in mirrored.glob("*.pyc"))
