@@ -37,7 +37,7 @@ def propose_schema_changes():
         from pipelines.config import get_pipeline_settings
         from pipelines.proposals import tasks
 
-        return tasks.propose(get_pipeline_settings().core)
+        return tasks.propose(get_pipeline_settings())
 
     # One review run per proposal, named after it: a second trigger of the same one is skipped.
     TriggerDagRunOperator.partial(

@@ -319,7 +319,11 @@ def _messagecard(r: Rendered) -> dict[str, Any]:
 
 
 def build_payload(card: Card, links: Links, fmt: str) -> dict[str, Any]:
-    rendered = render(card, links)
+    return payload_of(render(card, links), fmt)
+
+
+def payload_of(rendered: Rendered, fmt: str) -> dict[str, Any]:
+    """A card in words as the webhook's body: an Adaptive Card, or a MessageCard."""
     return _adaptive(rendered) if fmt == "adaptive" else _messagecard(rendered)
 
 

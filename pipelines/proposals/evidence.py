@@ -73,11 +73,11 @@ def file_evidence(checks, raw, spec) -> tuple[Evidence, ...]:
             feature = spec[column]
             numbers = pd.to_numeric(group["value"].astype(str).str.strip(), errors="coerce")
             rows = group["row"]
-            for kind, bound, side in (
-                (ABOVE_MAX, feature.maximum, numbers > (feature.maximum or 0)),
-                (BELOW_MIN, feature.minimum, numbers < (feature.minimum or 0)),
-            ):
-                if bound is None or not side.any():
+            for kind, bound in ((ABOVE_MAX, feature.maximum), (BELOW_MIN, feature.minimum)):
+                if bound is None:
+                    continue
+                side = numbers > bound if kind == ABOVE_MAX else numbers < bound
+                if not side.any():
                     continue
                 extreme = numbers[side].max() if kind == ABOVE_MAX else numbers[side].min()
                 found.append(

@@ -15,6 +15,7 @@ import subprocess
 from typing import Any
 
 from mlsys.config import ROOT, Settings
+from pipelines.config import PipelineSettings
 
 log = logging.getLogger(__name__)
 APPROVE, REJECT = "Approve", "Reject"  # the options of the review's HITL step
@@ -47,12 +48,14 @@ def run_command(settings: Settings, *args: str) -> Any:
     return answer
 
 
-def propose(settings: Settings) -> list[dict[str, Any]]:
-    """Propose from the recent evidence; per new proposal, the review run to start
-    (`TriggerDagRunOperator.expand_kwargs`: trigger_run_id, conf). Small: ids only."""
-    made = run_command(settings, "propose")
+def propose(ps: PipelineSettings) -> list[dict[str, Any]]:
+    """Propose from the recent evidence and tell Teams; per new proposal, the review run to
+    start (`TriggerDagRunOperator.expand_kwargs`: trigger_run_id, conf). Small: ids only."""
+    made = run_command(ps.core, "propose")
     for p in made:
         log.info("schema proposal #%s: %s", p["id"], p["title"])
+    if made:
+        tell_teams(ps, made)
     return [
         {"trigger_run_id": f"proposal-{p['id']}", "conf": {"proposal_id": p["id"]}} for p in made
     ]
@@ -96,3 +99,41 @@ def record_decision(settings: Settings, proposal_id: int, response: dict[str, An
         return {"proposal_id": proposal_id, "decided": False, "why": str(exc)}
     return {"proposal_id": proposal_id, "decided": True, "status": p["status"],
             "schema_version": p["schema_version"]}  # fmt: skip
+
+
+def proposals_card(core: Settings, made: list[dict[str, Any]]):
+    """One card for the proposals of one run (`alerts.Rendered`): each with its evidence, and
+    buttons to the UI's page and to each one's Required Action in Airflow."""
+    from pipelines.ingestion.alerts import Rendered
+    from pipelines.ingestion.result import Criticality
+
+    lines = [
+        f"#{p['id']} {p['title']}: seen in {p['evidence']['files_seen']} of "
+        f"{p['evidence']['window_files']} recent files, {p['evidence']['rows']} of "
+        f"{p['evidence']['window_rows']} rows"
+        for p in made
+    ]
+    airflow = f"http://127.0.0.1:{core.airflow_port}"
+    links = [("Schema proposals (UI)", f"http://127.0.0.1:{core.ui_port}/schema_proposals")] + [
+        (f"Decide #{p['id']} in Airflow",
+         f"{airflow}/dags/{REVIEW_DAG}/runs/proposal-{p['id']}/tasks/decide/required_actions")
+        for p in made[:5]
+    ]  # fmt: skip
+    title = f"{len(made)} schema change{'s' if len(made) > 1 else ''} proposed"
+    facts = [("Decide", "make schema-approve ID / make schema-reject ID, or in Airflow")]
+    return Rendered(title, Criticality.LOW, facts, lines, links)
+
+
+def tell_teams(ps: PipelineSettings, made: list[dict[str, Any]]) -> None:
+    """Post the proposals' card (or log it without TEAMS_WEBHOOK_URL). Never raises: the
+    proposals are stored and shown in the UI whether Teams heard of them or not."""
+    from pipelines.ingestion.alerts import AlertDeliveryError, payload_of, post
+
+    card = proposals_card(ps.core, made)
+    if not ps.teams_webhook_url:
+        log.warning("no TEAMS_WEBHOOK_URL configured; not sent: %s: %s", card.title, card.lines)
+        return
+    try:
+        post(ps.teams_webhook_url, payload_of(card, ps.teams_format))
+    except AlertDeliveryError as exc:
+        log.warning("the proposals' card was not delivered: %s", exc)

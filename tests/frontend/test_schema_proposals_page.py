@@ -42,8 +42,8 @@ def insert(conn, title: str, key: str, status: str = "proposed", **decided) -> i
 
 def test_the_page_shows_open_proposals_with_their_evidence_and_how_to_decide(
     api_url,
-    use_api,
-    ui_db,  # noqa: F811
+    use_api,  # noqa: F811 (the fixture imported above)
+    ui_db,
 ):
     with ui_db.cursor() as cur:
         cur.execute("TRUNCATE schema_proposals CASCADE")

@@ -339,3 +339,32 @@ def test_the_thresholds_default_to_what_env_example_documents_and_bad_values_are
         ProposalSettings.from_env({"PROPOSAL_MIN_FILE_SHARE": "half"})
     with pytest.raises(ConfigError, match="PROPOSAL_MIN_FILES=20 is above PROPOSAL_WINDOW_FILES"):
         ProposalSettings.from_env({"PROPOSAL_MIN_FILES": "20"})
+
+
+def test_the_propose_task_stores_the_proposal_and_tells_teams_once(
+    ingest, rows, conn, dsn, schema_path, tfdv_worker, teams, monkeypatch
+):
+    """The body of propose_schema_changes.propose: the curator's command in the app
+    interpreter (through the warm worker), then one card on a real HTTP receiver."""
+    from pipelines.config import load_pipeline_settings
+    from pipelines.proposals import tasks
+
+    for i in range(5):
+        ingest(with_category(chunk(rows, i), "crypto", 5))
+    env = {"DATABASE_URL": dsn, "SCHEMA_PATH": str(schema_path), "TFDV_WORKER_URL": tfdv_worker,
+           "TEAMS_WEBHOOK_URL": teams.url}  # fmt: skip
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    ps = load_pipeline_settings(dict(os.environ))
+    [review] = tasks.propose(ps)
+    [made] = core.list_proposals(conn)
+    assert review == {"trigger_run_id": f"proposal-{made.id}", "conf": {"proposal_id": made.id}}
+    [card] = teams.received
+    content = card["attachments"][0]["content"]
+    texts = " ".join(b.get("text", "") for b in content["body"])
+    assert "1 schema change proposed" in texts
+    assert f"#{made.id} purpose" in texts and "crypto" in texts
+    assert "seen in 5 of 5 recent files, 25 of 250 rows" in texts
+    urls = [a["url"] for a in content["actions"]]
+    assert any(u.endswith(f"/runs/proposal-{made.id}/tasks/decide/required_actions") for u in urls)
+    assert tasks.propose(ps) == [] and len(teams.received) == 1  # nothing new, nothing told
