@@ -179,6 +179,11 @@ class Fleet:
         """Replace every process, one at a time; the others serve meanwhile."""
         started = time.monotonic()
         for name in self.ports:
+            # Never take out a process while another is not serving (one that died meanwhile
+            # and is being started again): that could leave haproxy with none.
+            for other in self.ports:
+                if other != name:
+                    self._wait_until(other, up=True, timeout_s=READY_TIMEOUT_S)
             # SIGTERM: the process drains (readiness false) and keeps serving until haproxy
             # has taken it out; only then does it stop accepting.
             self.procs[name].send_signal(signal.SIGTERM)
