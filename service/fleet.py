@@ -41,6 +41,9 @@ from service.config import ServiceSettings, allowed_hosts, get_service_settings
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 READY_TIMEOUT_S = 120.0
+# A process that keeps dying (a missing token, a broken model folder) is started again at
+# most this often, so that its log stays readable.
+RESPAWN_PAUSE_S = 5.0
 
 
 class FleetError(RuntimeError):
@@ -109,6 +112,7 @@ class Fleet:
         self.settings, self.conf = settings, conf
         self.ports = {f"api-{i}": conf.backend_port + i for i in range(conf.workers)}
         self.procs: dict[str, subprocess.Popen] = {}
+        self.spawned_at: dict[str, float] = {}
         self.haproxy: subprocess.Popen | None = None
         self.state = FleetState()
         # A short private folder: a unix socket path must stay under 108 bytes.
@@ -125,6 +129,7 @@ class Fleet:
         ]  # fmt: skip
         # Same process group and log as the fleet: `make down` stops the group as a whole.
         self.procs[name] = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL)
+        self.spawned_at[name] = time.monotonic()
         self.state.backends[name] = self.procs[name].pid
 
     def _wait_until(self, name: str, up: bool, timeout_s: float) -> None:
@@ -174,6 +179,11 @@ class Fleet:
         """Replace every process, one at a time; the others serve meanwhile."""
         started = time.monotonic()
         for name in self.ports:
+            # Never take out a process while another is not serving (one that died meanwhile
+            # and is being started again): that could leave haproxy with none.
+            for other in self.ports:
+                if other != name:
+                    self._wait_until(other, up=True, timeout_s=READY_TIMEOUT_S)
             # SIGTERM: the process drains (readiness false) and keeps serving until haproxy
             # has taken it out; only then does it stop accepting.
             self.procs[name].send_signal(signal.SIGTERM)
@@ -232,7 +242,11 @@ class Fleet:
                     self.state.restarts_done += 1
                     self._save()
                 for name, proc in self.procs.items():
-                    if proc.poll() is not None and not self.stop:
+                    if (
+                        proc.poll() is not None
+                        and not self.stop
+                        and time.monotonic() - self.spawned_at[name] >= RESPAWN_PAUSE_S
+                    ):
                         print(
                             f"{name} exited with {proc.returncode}; starting it again",
                             file=sys.stderr,
