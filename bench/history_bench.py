@@ -202,6 +202,17 @@ def run_api(url: str, tmp: Path, now: datetime) -> list[tuple[str, float, float,
         wait_until_serving(proc, f"http://127.0.0.1:{port}")
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         headers = {"Authorization": f"Bearer {token}"}
+        # reference in the same run: the same server answering without the database, to tell
+        # the machine's contention from the query's cost
+        livez = []
+        for k in range(REQUESTS + 5):
+            t = time.perf_counter()
+            conn.request("GET", "/livez")
+            conn.getresponse().read()
+            if k >= 5:
+                livez.append((time.perf_counter() - t) * 1e3)
+        p95 = sorted(livez)[len(livez) * 95 // 100]
+        out.append(("reference: /livez (no database)", statistics.median(livez), p95, None))
         for label, path in cases.items():
             times, cursor = [], None
             for k in range(REQUESTS + 5):

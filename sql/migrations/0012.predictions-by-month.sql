@@ -17,7 +17,7 @@
 --   a lookup before every insert that only our own writer would do, a second time column that
 --   every time-filtered query must also filter on to get pruning, and a file whose rows arrive
 --   over a month boundary would still need the lookup to be right;
--- - a small non-partitioned key table, `prediction_keys (source_file, source_row)` as its
+-- - a non-partitioned table of keys only, `prediction_keys (source_file, source_row)` as its
 --   primary key, filled by a trigger of `predictions` at the end of the row's statement. Any
 --   writer that inserts the same file and row twice, in any month, gets the same
 --   unique_violation as before, and the whole statement (a whole COPY) is rolled back.
