@@ -266,3 +266,27 @@ def test_two_runs_at_once_never_take_the_same_file(
         == ingestion_row(database_url, "race1")["total"]
         == 30
     )
+
+
+def test_a_claim_held_by_a_run_airflow_does_not_know_is_released_and_ingested(
+    dag_env, data_dir, clean_rows, database_url, tmp_path
+):
+    """read_data asks the API server about the run holding a claim (runtime.active_runs, then
+    runtime.run_state, whose state call gets a 404 for a missing run): that run does not
+    exist, so the claim is released and this run ingests the file."""
+    from pipelines.ingestion import lifecycle
+
+    name = "orphan--20260101T000000-abcdef.csv"
+    (data_dir / "processing").mkdir(exist_ok=True)
+    clean_rows.iloc[:20].to_csv(data_dir / "processing" / name, index=False)
+    holder = lifecycle.Holder.this_process(dag_id="ingest_data", run_id="never_was", try_number=1)
+    with psycopg2.connect(psycopg2_dsn(database_url)) as conn:
+        lifecycle.record_claim(conn, name, "orphan.csv", holder)
+    run = run_dag("ingest_data", dag_env, tmp_path / "dag.log")
+    assert run.state == "success", run.log[-3000:]
+    assert run.tasks["split_and_save_data"] == "success", run.tasks
+    with psycopg2.connect(psycopg2_dsn(database_url)) as conn, conn.cursor() as cur:
+        cur.execute("SELECT outcome, evidence FROM ingestion_claims WHERE claimed_name = %s",
+                    (name,))  # fmt: skip
+        assert cur.fetchone() == ("failed", "run ingest_data/never_was no longer exists")
+    assert [g.name.split("--")[0] for g in files(data_dir / "good_data")] == ["orphan"]
