@@ -8,9 +8,9 @@ Standard library only: imported by the DAG files at parse time.
 - `local` (the default): Airflow's LocalExecutor; tasks run as processes of the scheduler's
   machine, exactly as before Celery was supported.
 - `celery`: the CeleryExecutor. The scheduler puts each task on a Redis queue and
-  `airflow celery worker` processes, on this machine or others, run them. `validate_data` goes
-  to the queue TFDV_QUEUE, served only by workers that have the `tfdv` environment; every other
-  task to `default`. Natively `make up` starts our own Redis (ops/redis.py) and
+  `airflow celery worker` processes, on this machine or others, run them. `validate_data`
+  (and the schema loop's `propose` and `record_decision`) goes to the queue TFDV_QUEUE,
+  served only by workers that have the `tfdv` environment; every other task to `default`. Natively `make up` starts our own Redis (ops/redis.py) and
   AIRFLOW_CELERY_WORKERS workers; task states come back through the Celery result backend,
   Airflow's metadata database (the provider's default: `db+` its SQLAlchemy URL).
 """
@@ -32,7 +32,8 @@ REDIS_SECRET = "REDIS_PASSWORD"
 @dataclass(frozen=True)
 class ExecutorSettings:
     kind: str  # a key of EXECUTORS
-    # The queue of `validate_data` (the one task that needs the tfdv environment).
+    # The queue of the tasks that need the tfdv environment or write the schema (validate_data,
+    # propose, record_decision).
     tfdv_queue: str
     # Native workers `make up` starts (celery), each with this many task slots, serving these
     # queues. Two workers: one dying leaves the other to finish its work (docs/scaling.md).

@@ -11,6 +11,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import CronTriggerTimetable, dag, task
 
 from pipelines import runtime
+from pipelines.executor import load_executor_settings
 from pipelines.proposals.tasks import REVIEW_DAG
 
 
@@ -32,7 +33,9 @@ from pipelines.proposals.tasks import REVIEW_DAG
     doc_md=__doc__,
 )
 def propose_schema_changes():
-    @task
+    # Drafting asks TFDV (the warm worker or the tfdv interpreter): with the CeleryExecutor
+    # only the workers that have the tfdv environment serve this queue.
+    @task(queue=load_executor_settings().tfdv_queue)
     def propose() -> list[dict]:
         from pipelines.config import get_pipeline_settings
         from pipelines.proposals import tasks

@@ -11,6 +11,7 @@ from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Param, dag, task
 
 from pipelines import runtime
+from pipelines.executor import load_executor_settings
 from pipelines.proposals.tasks import APPROVE, REJECT, REVIEW_DAG
 
 
@@ -50,7 +51,9 @@ def review_schema_proposal():
         retries=0,
     )
 
-    @task
+    # Approval writes SCHEMA_PATH, the file the validations read: on the tfdv queue's
+    # workers, where validation runs (docs/scaling.md: SCHEMA_PATH shared among them).
+    @task(queue=load_executor_settings().tfdv_queue)
     def record_decision(response: dict, params=None) -> dict:
         from pipelines.config import get_pipeline_settings
         from pipelines.proposals import tasks

@@ -192,11 +192,13 @@ def test_every_task_retries_soon(dagbag, dag_id):
 
 
 @pytest.mark.parametrize("dag_id", ALL_DAGS)
-def test_only_the_validation_goes_to_the_tfdv_queue(dagbag, dag_id):
-    """With the CeleryExecutor, validate_data runs only on workers that have the tfdv
+def test_only_the_tasks_that_need_tfdv_or_the_schema_go_to_the_tfdv_queue(dagbag, dag_id):
+    """With the CeleryExecutor, the tasks that ask TFDV (validate_data, propose) or write the
+    schema the validations read (record_decision) run only on workers that have the tfdv
     environment (pipelines/executor.py); every other task on any worker."""
     queues = {t: v["queue"] for t, v in dagbag["dags"][dag_id]["tasks"].items()}
-    expected = {t: "tfdv" if t == "validate_data" else "default" for t in queues}
+    tfdv_tasks = {"validate_data", "propose", "record_decision"}
+    expected = {t: "tfdv" if t in tfdv_tasks else "default" for t in queues}
     assert queues == expected
 
 
