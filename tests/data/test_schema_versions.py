@@ -162,14 +162,22 @@ def test_the_validation_result_carries_its_schema_version():
 def test_recording_a_version_fills_in_and_never_overwrites(db_conn, schema_path):
     snapshot = read_snapshot(schema_path)
     sv = snapshot.version
+    with db_conn.cursor() as cur:  # the proposal the version came from (a key, migration 0010)
+        cur.execute(
+            """INSERT INTO schema_proposals (change_key, change, title, evidence,
+                   evidence_fingerprint, diff, new_text, base_sha256)
+               VALUES ('category:purpose:x', '{}', 't', '{}', %s, '', '', %s) RETURNING id""",
+            ("e" * 64, sv.sha256),
+        )
+        [proposal_id] = cur.fetchone()
     record_schema_version(db_conn, sv)
     record_schema_version(db_conn, sv, text=snapshot.text, approved_by="ann", reason="why",
-                          proposal_id=7)  # fmt: skip
+                          proposal_id=proposal_id)  # fmt: skip
     record_schema_version(db_conn, sv, approved_by="bob", reason="other")
     with db_conn.cursor() as cur:
         cur.execute("SELECT version, schema_text, approved_by, reason, proposal_id "
                     "FROM schema_versions WHERE sha256 = %s", (sv.sha256,))  # fmt: skip
-        assert cur.fetchall() == [("1", snapshot.text, "ann", "why", 7)]
+        assert cur.fetchall() == [("1", snapshot.text, "ann", "why", proposal_id)]
     with pytest.raises(ValueError, match="not the content"):
         record_schema_version(db_conn, sv, text=snapshot.text + " ")
     with db_conn.cursor() as cur, pytest.raises(psycopg2.errors.ForeignKeyViolation):
