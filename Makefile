@@ -67,7 +67,9 @@ ifneq ($(filter schema-approve schema-reject schema-show,$(firstword $(MAKECMDGO
 ID ?= $(word 2,$(MAKECMDGOALS))
 $(eval $(word 2,$(MAKECMDGOALS)):;@:)
 endif
-PROPOSAL_ARGS = $(ID) $(if $(REASON),--reason "$(REASON)") $(if $(BY),--by "$(BY)")
+# Passed through the environment, never pasted into the shell line: a reason may hold quotes.
+export ID REASON BY
+PROPOSAL_ARGS = "$$ID" $(if $(REASON),--reason "$$REASON") $(if $(BY),--by "$$BY")
 
 schema-propose: setup ## propose schema changes from the evidence of the recent files
 	@$(APP_PY) -m pipelines.proposals propose
@@ -76,7 +78,7 @@ schema-proposals: setup ## list the schema proposals, newest first
 	@$(APP_PY) -m pipelines.proposals list
 
 schema-show: setup ## one schema proposal with its diff and evidence: make schema-show ID
-	@$(APP_PY) -m pipelines.proposals show $(ID)
+	@$(APP_PY) -m pipelines.proposals show "$$ID"
 
 schema-approve: setup ## approve a schema proposal: make schema-approve ID [REASON="..."]
 	@$(APP_PY) -m pipelines.proposals approve $(PROPOSAL_ARGS)

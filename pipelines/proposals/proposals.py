@@ -313,6 +313,23 @@ def _write(conn, proposal: Proposal, *, by: str, reason: str | None, schema_path
             "reject it and run `make schema-propose`"
         ) from exc
     if current.version.sha256 != proposal.base_sha256:
+        # Only approvals may have changed the file since the draft: an edit by hand (in force
+        # already, since every reader follows the file) would otherwise be written under this
+        # proposal's name, outside the diff the curator reviewed.
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT 1 FROM schema_versions WHERE sha256 = %s AND approved_by IS NOT NULL",
+                (current.version.sha256,),
+            )
+            written_by_an_approval = cur.fetchone() is not None
+        if not written_by_an_approval:
+            raise ProposalError(
+                f"schema.pbtxt was changed outside an approval since proposal #{proposal.id} was "
+                f"drafted (now {current.version.short}, which no approval wrote): approving would "
+                "record that edit under this proposal. Undo the edit, or give it its own "
+                "`# schema-version:` and reject this proposal; `make schema-propose` drafts "
+                "against the edited file"
+            )
         rebased = st.unified_diff(current.text, new_text, old_name="", new_name="")
         if not st.same_change(rebased, proposal.diff):
             raise ProposalError(

@@ -23,13 +23,13 @@ import psycopg2
 import pytest
 
 from mlsys.config import ROOT
-from mlsys.db import psycopg2_dsn
+from mlsys.db import migrate, psycopg2_dsn
 from mlsys.rowchecks import read_raw_csv
 from pipelines.config import PipelineSettings, load_pipeline_settings
 from pipelines.ingestion import claim, lifecycle, report, split, store, tasks
 from pipelines.ingestion.result import Criticality, ValidationResult, reasons_path_for
 from pipelines.ingestion.tfdv_worker import validate_via_worker
-from tests.conftest import AIRFLOW_PYTHON
+from tests.conftest import AIRFLOW_PYTHON, fresh_database
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -61,6 +61,15 @@ def holder_process(seconds: float) -> tuple[subprocess.Popen, lifecycle.Holder]:
         env=os.environ | {"PYTHONPATH": str(ROOT)}, text=True,
     )  # fmt: skip
     return proc, lifecycle.Holder.from_dict(json.loads(proc.stdout.readline()))
+
+
+@pytest.fixture(scope="module")
+def database_url(pg_server) -> str:
+    """A database of this module's own: read_data judges every open claim of the claims table,
+    and the Airflow runs of other modules leave claims of theirs in the session's database."""
+    url = fresh_database(pg_server, "lifecycle_test")
+    migrate(url)
+    return url
 
 
 @pytest.fixture

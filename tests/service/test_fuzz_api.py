@@ -36,11 +36,13 @@ POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
 SHARE = {
     ("POST /predict", POSITIVE): 0.28,
     ("POST /predict", NEGATIVE): 0.28,
-    ("GET /past-predictions", POSITIVE): 0.15,
-    ("GET /past-predictions", NEGATIVE): 0.15,
+    ("GET /past-predictions", POSITIVE): 0.13,
+    ("GET /past-predictions", NEGATIVE): 0.13,
     ("GET /reports/{name}", POSITIVE): 0.08,
     ("GET /reports/", POSITIVE): 0.03,  # the index: filters as query parameters
     ("GET /reports/", NEGATIVE): 0.03,
+    ("GET /schema-proposals", POSITIVE): 0.02,  # status and limit as query parameters
+    ("GET /schema-proposals", NEGATIVE): 0.02,
     ("GET /health", POSITIVE): 0,
     ("GET /livez", POSITIVE): 0,
     ("GET /readyz", POSITIVE): 0,
