@@ -64,11 +64,12 @@ schema-check: setup ## validate the whole data set against the curated schema
 # Schema proposals (docs/schema.md). The id may follow the target (`make schema-approve 7`) or
 # be given as ID=7; REASON="..." is recorded with the decision, BY=name overrides your login.
 ifneq ($(filter schema-approve schema-reject schema-show,$(firstword $(MAKECMDGOALS))),)
-ID ?= $(word 2,$(MAKECMDGOALS))
+ID := $(or $(ID),$(word 2,$(MAKECMDGOALS)))
 $(eval $(word 2,$(MAKECMDGOALS)):;@:)
-endif
 # Passed through the environment, never pasted into the shell line: a reason may hold quotes.
+# Only for these targets: exported by `make test`, an empty ID would reach the tests' makes.
 export ID REASON BY
+endif
 PROPOSAL_ARGS = "$$ID" $(if $(REASON),--reason "$$REASON") $(if $(BY),--by "$$BY")
 
 schema-propose: setup ## propose schema changes from the evidence of the recent files
