@@ -46,16 +46,6 @@ def _uptime() -> str:
     return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def _backend_base(count: int) -> int:
-    for _ in range(50):
-        first = pg.free_port()
-        if first + count < 65536 and not any(
-            pg.port_in_use("127.0.0.1", first + i) for i in range(count)
-        ):
-            return first
-    raise RuntimeError("no run of free ports for the API processes")
-
-
 def main() -> int:
     from service import fleet, launch
 
@@ -75,7 +65,7 @@ def main() -> int:
             env = {
                 "DATABASE_URL": url, "MODEL_DIR": str(tmp / "models"), "DATA_DIR": str(tmp / "data"),
                 "VAR_DIR": str(tmp / "var"), "API_HOST": "127.0.0.1", "API_PORT": str(port),
-                "API_WORKERS": str(PROCESSES), "API_BACKEND_PORT": str(_backend_base(PROCESSES)),
+                "API_WORKERS": str(PROCESSES), "API_BACKEND_PORT": str(pg.free_port_run(PROCESSES)),
             }  # fmt: skip
             proc = launch.spawn(env, tmp / "api.log")
             base = f"http://127.0.0.1:{port}"

@@ -568,7 +568,10 @@ def main() -> int:
                 for other in API_PROCESSES or [2 if workers == 1 else 1]:
                     if other == workers:
                         continue
-                    extra = {"API_WORKERS": str(other), "API_BACKEND_PORT": str(_port_run(other))}
+                    extra = {
+                        "API_WORKERS": str(other),
+                        "API_BACKEND_PORT": str(pg.free_port_run(other)),
+                    }
                     restart(extra, f"api-workers-{other}.log")
                     behind = " behind haproxy" if other >= 2 else ""
                     report(
@@ -609,17 +612,6 @@ def main() -> int:
     print("--- service benchmark figures ---")
     print("\n".join(lines))
     return 0
-
-
-def _port_run(count: int) -> int:
-    """A first port such that it and the next count - 1 are free now (API_BACKEND_PORT)."""
-    for _ in range(50):
-        first = pg.free_port()
-        if first + count < 65536 and not any(
-            pg.port_in_use("127.0.0.1", first + i) for i in range(count)
-        ):
-            return first
-    raise RuntimeError("no run of free ports for the API processes")
 
 
 def _load() -> str:

@@ -246,6 +246,16 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_run(count: int, host: str = "127.0.0.1") -> int:
+    """A first port such that it and the next `count - 1` are free now (API_BACKEND_PORT of
+    several API processes). RuntimeError after 50 tries."""
+    for _ in range(50):
+        first = free_port(host)
+        if first + count < 65536 and not any(port_in_use(host, first + i) for i in range(count)):
+            return first
+    raise RuntimeError(f"no run of {count} free ports")
+
+
 def postmaster_pid(server: EmbeddedServer) -> int | None:
     """The pid of the running server of this data folder, from its postmaster.pid.
 

@@ -37,17 +37,6 @@ class Fleet:
         return state
 
 
-def _free_ports(count: int) -> int:
-    """A first port such that it and the next count - 1 are free now."""
-    for _ in range(50):
-        first = pg.free_port()
-        if first + count < 65536 and not any(
-            pg.port_in_use("127.0.0.1", first + i) for i in range(count)
-        ):
-            return first
-    raise RuntimeError("no run of free ports")
-
-
 @pytest.fixture(scope="module")
 def two_processes(pg_server, trained_model_dir: Path, tmp_path_factory) -> Iterator[Fleet]:
     tmp = tmp_path_factory.mktemp("fleet")
@@ -55,7 +44,7 @@ def two_processes(pg_server, trained_model_dir: Path, tmp_path_factory) -> Itera
     migrate(url)
     env = service_env(
         url, trained_model_dir, tmp / "data", pg.free_port(),
-        API_WORKERS="2", API_BACKEND_PORT=str(_free_ports(2)), VAR_DIR=str(tmp / "var"),
+        API_WORKERS="2", API_BACKEND_PORT=str(pg.free_port_run(2)), VAR_DIR=str(tmp / "var"),
     )  # fmt: skip
     proc = launch.spawn(env, tmp / "api.log")
     base = f"http://127.0.0.1:{env['API_PORT']}"
