@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,14 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlsys.config import ROOT, load_settings
+from ops import pg
 
 PORT_NAMES = ("API_PORT", "UI_PORT", "AIRFLOW_PORT", "PGPORT_EMBEDDED", "TFDV_WORKER_PORT")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def load_average() -> str:
@@ -153,10 +147,10 @@ def live_system(prefix: str, extra: dict[str, str] | None = None) -> Iterator[Li
             "DATA_DIR": str(root / "data"),
             "MODEL_DIR": os.environ.get("BENCH_MODEL_DIR", str(root / "models")),
             "AIRFLOW_DEV_ALL_ADMINS": "1",  # the bench reads runs through Airflow's API
-            "AIRFLOW_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW_LOG_SERVER_PORT": str(pg.free_port_run(2)),  # and the next
             "TEAMS_WEBHOOK_URL": "",
         }
-        | {name: str(free_port()) for name in PORT_NAMES}
+        | {name: str(pg.free_port()) for name in PORT_NAMES}
         | (extra or {})
     )
     for key in ("DATABASE_URL", "API_URL", "TFDV_WORKER_URL", "REPORT_BASE_URL"):

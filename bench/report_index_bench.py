@@ -107,7 +107,7 @@ def main() -> int:
             }  # fmt: skip
                 proc = launch.spawn(env, tmp / "api.log")
                 base = f"http://127.0.0.1:{port}"
-                launch.wait_until_serving(proc, base, timeout_s=120)
+                launch.wait_until_serving(proc, base, timeout_s=120, log_path=tmp / "api.log")
 
                 def link(**filters) -> str:
                     return report_links.index_url(f"{base}/reports", key, **filters).removeprefix(

@@ -70,7 +70,7 @@ def main() -> int:
             proc = launch.spawn(env, tmp / "api.log")
             base = f"http://127.0.0.1:{port}"
             try:
-                launch.wait_until_serving(proc, base, timeout_s=180)
+                launch.wait_until_serving(proc, base, timeout_s=180, log_path=tmp / "api.log")
                 fleet_settings = load_settings(os.environ | env)
                 fleet.wait_ready(fleet_settings)
                 haproxy = subprocess.run(

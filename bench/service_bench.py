@@ -509,7 +509,7 @@ def main() -> int:
             }  # fmt: skip
             proc = launch.spawn(env, tmp / "api.log")
             base = f"http://127.0.0.1:{port}"
-            launch.wait_until_serving(proc, base, timeout_s=120)
+            launch.wait_until_serving(proc, base, timeout_s=120, log_path=tmp / "api.log")
             workers = launch.load_service_settings(os.environ | env).workers
             report(
                 f"service: uvicorn, {workers} worker{'s' if workers != 1 else ''}, on {os.cpu_count()} cores; load: {wrk or 'python'}"
@@ -540,7 +540,7 @@ def main() -> int:
                 port = pg.free_port()
                 base = f"http://127.0.0.1:{port}"
                 proc = launch.spawn(env | extra | {"API_PORT": str(port)}, tmp / log_name)
-                launch.wait_until_serving(proc, base, timeout_s=120)
+                launch.wait_until_serving(proc, base, timeout_s=120, log_path=tmp / log_name)
                 if int(extra.get("API_WORKERS", 1)) >= 2:  # every process up behind haproxy
                     from mlsys.config import load_settings
                     from service import fleet

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import platform
+import random
 import signal
 import socket
 import stat
@@ -240,20 +241,55 @@ def port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections (Linux default
+    32768-60999, `ip_local_port_range`); that default where the file is missing."""
+    try:
+        low, high = (int(x) for x in EPHEMERAL_RANGE_FILE.read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _bindable(host: str, port: int) -> bool:
+    """True when nothing holds `port` on `host`: no listener, no connection using it as its
+    local port, no TIME_WAIT (a bind without SO_REUSEADDR fails on any of them)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free on `host` now, for a server the caller starts next (tests, benchmarks).
+
+    Taken below the kernel's ephemeral range (`ip_local_port_range`) whenever there is room:
+    a port the kernel gave out (bind to port 0) can, moments later, become the local port of
+    some process's outgoing connection (a database client, say), and a server's bind on it
+    then fails with EADDRINUSE. RuntimeError when no free port is found in 200 tries.
+    """
+    return free_port_run(1, host)
 
 
 def free_port_run(count: int, host: str = "127.0.0.1") -> int:
     """A first port such that it and the next `count - 1` are free now (API_BACKEND_PORT of
-    several API processes). RuntimeError after 50 tries."""
-    for _ in range(50):
-        first = free_port(host)
-        if first + count < 65536 and not any(port_in_use(host, first + i) for i in range(count)):
+    several API processes), below the ephemeral range as `free_port`. RuntimeError after 200
+    tries."""
+    low, _ = _ephemeral_range()
+    first_choice, last_choice = 10000, low - count - 1
+    if last_choice <= first_choice:  # an unusual ephemeral range: take the kernel's ports
+        first_choice, last_choice = low, 65535 - count
+    rng = random.SystemRandom()
+    for _ in range(200):
+        first = rng.randint(first_choice, last_choice)
+        if all(_bindable(host, first + i) for i in range(count)):
             return first
-    raise RuntimeError(f"no run of {count} free ports")
+    raise RuntimeError(f"no run of {count} free ports on {host}")
 
 
 def postmaster_pid(server: EmbeddedServer) -> int | None:

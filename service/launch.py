@@ -56,12 +56,28 @@ def spawn(env: dict[str, str], log_path: Path) -> subprocess.Popen:
         )  # fmt: skip
 
 
-def wait_until_serving(proc: subprocess.Popen, url: str, *, timeout_s: float = 60.0) -> None:
-    """Wait until GET /livez answers; fail early if the process died."""
+def log_tail(log_path: Path | None, lines: int = 40) -> str:
+    """The last `lines` lines of a log, introduced by a newline; "" without one."""
+    if log_path is None:
+        return ""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError as exc:
+        return f"\n(its log {log_path} cannot be read: {exc})"
+    return f"\nthe last lines of {log_path}:\n" + "\n".join(text.splitlines()[-lines:])
+
+
+def wait_until_serving(
+    proc: subprocess.Popen, url: str, *, timeout_s: float = 60.0, log_path: Path | None = None
+) -> None:
+    """Wait until GET /livez answers; RuntimeError (with the tail of `log_path`, the log given
+    to `spawn`) when the process died first or `timeout_s` passed."""
     deadline = time.monotonic() + timeout_s
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"the service exited with {proc.returncode} before answering")
+            raise RuntimeError(
+                f"the service exited with {proc.returncode} before answering" + log_tail(log_path)
+            )
         try:
             with urllib.request.urlopen(f"{url}/livez", timeout=2) as answer:
                 if answer.status == 200:
@@ -69,7 +85,9 @@ def wait_until_serving(proc: subprocess.Popen, url: str, *, timeout_s: float = 6
         except OSError:
             pass
         if time.monotonic() > deadline:
-            raise RuntimeError(f"the service did not answer on {url} within {timeout_s:.0f} s")
+            raise RuntimeError(
+                f"the service did not answer on {url} within {timeout_s:.0f} s" + log_tail(log_path)
+            )
         time.sleep(0.2)
 
 

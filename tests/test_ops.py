@@ -125,3 +125,20 @@ def test_setup_refuses_environments_made_by_another_checkout(tmp_path):
     assert "belongs to the checkout /somewhere/else/mlsys" in proc.stderr
     assert "own VENV_DIR" in proc.stderr
     assert not (venvs / "app" / "bin").exists()  # nothing installed into it
+
+
+def test_free_ports_stay_out_of_the_range_of_outgoing_connections():
+    """A server port taken from the kernel's ephemeral range can meanwhile become the local
+    port of some client's connection, and the server's bind then fails (the cause of a
+    fleet that could not start in CI): free ports come from below that range."""
+    low, _ = pg._ephemeral_range()
+    ports = [pg.free_port() for _ in range(20)] + [pg.free_port_run(3)]
+    assert all(10000 <= port < low for port in ports)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", pg.free_port()))
+        server.listen()
+        with socket.create_connection(server.getsockname()) as client:
+            taken = client.getsockname()[1]  # a local port of an outgoing connection
+            assert not pg.port_in_use("127.0.0.1", taken)  # nothing listens there ...
+            assert not pg._bindable("127.0.0.1", taken)  # ... yet a server cannot bind it
+            assert not pg._bindable("127.0.0.1", server.getsockname()[1])

@@ -95,7 +95,7 @@ def live_ports() -> dict[str, int]:
             "REDIS_PORT",
         )  # fmt: skip
     }
-    ports["AIRFLOW_LOG_SERVER_PORT"] = pg.free_port()
+    ports["AIRFLOW_LOG_SERVER_PORT"] = pg.free_port_run(2)  # the triggerer's is the next
     return ports
 
 

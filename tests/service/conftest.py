@@ -65,10 +65,10 @@ def start_api(tmp: Path, env: dict[str, str]) -> tuple[object, str]:
     proc = launch.spawn(env, tmp / "api.log")
     url = f"http://127.0.0.1:{env['API_PORT']}"
     try:
-        launch.wait_until_serving(proc, url)
+        launch.wait_until_serving(proc, url, log_path=tmp / "api.log")
     except RuntimeError:
         launch.stop(proc)
-        raise RuntimeError((tmp / "api.log").read_text()[-3000:]) from None
+        raise
     return proc, url
 
 

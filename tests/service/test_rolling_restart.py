@@ -49,7 +49,7 @@ def two_processes(pg_server, trained_model_dir: Path, tmp_path_factory) -> Itera
     proc = launch.spawn(env, tmp / "api.log")
     base = f"http://127.0.0.1:{env['API_PORT']}"
     try:
-        launch.wait_until_serving(proc, base, timeout_s=120)
+        launch.wait_until_serving(proc, base, timeout_s=120, log_path=tmp / "api.log")
         yield Fleet(base, psycopg2_dsn(url), env, proc)
     finally:
         launch.stop(proc)
