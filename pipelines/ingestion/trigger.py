@@ -4,14 +4,12 @@ every-minute schedule.
 `RawDataTrigger` runs in Airflow's triggerer, behind an `AssetWatcher` of the raw-data asset
 (pipelines/assets.py). It polls raw-data with `os.scandir` (`claim.observe`: one directory
 listing and one `lstat` per entry, no file opened) every `poll_s` and yields a `TriggerEvent`,
-which Airflow turns into a raw-data asset event, hence an `ingest_data` run, when:
-- the set of settled, unclaimed CSV files changed and is not empty: a file settled (seen with
-  the same size, mtime and inode for `settle_s`, by the same rule as `read_data`), or a run
-  claimed one and others remain (so a backlog keeps feeding the runs as they free up: the
-  scheduler collapses the events that arrive while `max_active_runs` runs are active into one
-  queued run);
-- or such files have been waiting unchanged for `repeat_s` since the last event (a run that
-  found nothing to do, a lost event): a slow retry, never a busy loop.
+which Airflow turns into a raw-data asset event, hence an `ingest_data` run, by the rule of
+`pipelines/ingestion/firing.py`: at once when a file settles (seen with the same size, mtime
+and inode for `settle_s`, by the same rule as `read_data`); while a backlog is moving, at each
+poll where more files wait than events are still unanswered by a claim (so a backlog fills
+the runs `max_active_runs` allows); and once per `repeat_s` while files wait with nothing
+moving (a lost event, a run that found nothing): a slow retry, never a busy loop.
 
 Temporary names are ignored and claimed files are no longer in raw-data, so an event means
 "there is a file a run can claim now". The trigger claims nothing: `read_data` still does, with
@@ -31,6 +29,7 @@ from typing import Any
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from pipelines.ingestion import claim
+from pipelines.ingestion.firing import FiringPolicy
 
 NAMES_IN_EVENT = 5  # the payload names a few files, for the run's "triggered by" view
 
@@ -81,16 +80,12 @@ class RawDataTrigger(BaseEventTrigger):
         return found.candidates
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        announced: dict[Path, tuple[int, int, int, int]] = {}
-        last_fired = float("-inf")
+        policy = FiringPolicy(repeat_s=self.repeat_s)
         while True:
             # A scan is a directory listing and a small JSON write at most, but it is still
             # file-system I/O: off the triggerer's event loop, which other triggers share.
             settled = await asyncio.to_thread(self._look)
-            now = time.monotonic()
-            if settled and (settled != announced or now - last_fired >= self.repeat_s):
+            if policy.should_fire(settled.keys(), time.monotonic()):
                 names = sorted(p.name for p in settled)
                 yield TriggerEvent({"files": len(names), "names": names[:NAMES_IN_EVENT]})
-                last_fired = now
-            announced = settled
             await asyncio.sleep(self.poll_s)

@@ -18,6 +18,7 @@ import pytest
 
 from mlsys.config import ROOT
 from pipelines.ingestion import claim
+from pipelines.ingestion.firing import FiringPolicy
 from tests.conftest import AIRFLOW_PYTHON
 
 DRIVE = r"""
@@ -56,8 +57,8 @@ async def script():
     os.rename(growing, processing / "growing--claimed.csv")
     mark("claimed")
     await asyncio.sleep(1.0)
-    # Two files land at once: one event when they settle; one claimed: another event
-    # (a backlog keeps feeding the runs); the last one claimed: nothing more.
+    # Two files land at once: an event for each (one when they settle, one at the next poll);
+    # the runs claim them: nothing more.
     (raw / "a.csv").write_text("a\n1\n")
     (raw / "b.csv").write_text("a\n2\n")
     mark("two landed")
@@ -112,10 +113,12 @@ def test_trigger_fires_for_settled_unclaimed_files_only(events: list[dict]):
     assert between(events, "growing stopped", "claimed") == [{"files": 1, "names": ["growing.csv"]}]
     # Claimed (gone from raw-data): nothing to announce.
     assert between(events, "claimed", "two landed") == []
-    # Two files settling together: one event for both.
-    assert between(events, "two landed", "a claimed") == [{"files": 2, "names": ["a.csv", "b.csv"]}]
-    # A run claimed one, the other still waits: the trigger fires again for it.
-    assert between(events, "a claimed", "b claimed") == [{"files": 1, "names": ["b.csv"]}]
+    # Two files settling together: an event when they settle, and one more at the next poll,
+    # for the second file's own run.
+    both = {"files": 2, "names": ["a.csv", "b.csv"]}
+    assert between(events, "two landed", "a claimed") == [both, both]
+    # A run claimed one; the other's event is still unanswered: no third event.
+    assert between(events, "a claimed", "b claimed") == []
     assert between(events, "b claimed", None) == []
 
 
@@ -201,3 +204,53 @@ def test_sightings_of_another_boot_are_no_evidence(tmp_path: Path):
     found, _ = claim.observe(raw, sightings, 5.0, now=time.monotonic)
     assert found.candidates == {}
     assert json.loads(sightings.read_text())["boot"] == claim.boot_id()
+
+
+# --- when the trigger fires (FiringPolicy, plain standard library) ---------------------------
+
+
+def _polls(policy: FiringPolicy, timeline: list[tuple[float, set[str]]]) -> list[float]:
+    """The times of the polls at which `policy` fires, over (time, waiting files) polls."""
+    return [now for now, waiting in timeline if policy.should_fire(waiting, now)]
+
+
+def test_a_single_file_gets_one_event_until_its_claim_is_overdue():
+    policy = FiringPolicy(repeat_s=30, claim_window_s=10)
+    timeline = [(float(t), {"a.csv"}) for t in range(15)] + [(15.0, set()), (16.0, set())]
+    # At once when it settles; again only when no claim came within the claim window.
+    assert _polls(policy, timeline) == [0.0, 10.0]
+
+
+def test_a_backlog_gets_an_event_per_poll_while_it_drains():
+    policy = FiringPolicy(repeat_s=30, claim_window_s=10)
+    waiting = {f"{i:03}.csv" for i in range(500)}
+    timeline = []
+    for t in range(60):
+        if t >= 3:  # runs claim a file a second from the third second on
+            waiting = waiting - {min(waiting)}
+        timeline.append((float(t), set(waiting)))
+    # An event at every poll: far more files wait than runs are on their way.
+    assert _polls(policy, timeline) == [float(t) for t in range(60)]
+
+
+def test_the_tail_of_a_backlog_gets_no_more_events_than_files():
+    policy = FiringPolicy(repeat_s=30, claim_window_s=10)
+    fired = _polls(policy, [(0.0, {"a", "b", "c"}), (1.0, {"a", "b", "c"}), (2.0, {"a", "b", "c"})])
+    fired += _polls(policy, [(3.0, {"a", "b", "c"}), (4.0, {"b", "c"}), (5.0, {"c"}), (6.0, set())])
+    assert fired == [0.0, 1.0, 2.0]  # one per file, none while their runs are on their way
+
+
+def test_a_stalled_backlog_falls_back_to_the_slow_retry():
+    """A paused DAG (nothing claims): an event per poll for at most repeat_s, then one per
+    repeat_s, never a busy loop."""
+    policy = FiringPolicy(repeat_s=30, claim_window_s=10)
+    waiting = {f"{i:03}.csv" for i in range(500)}
+    fired = _polls(policy, [(float(t), waiting) for t in range(300)])
+    assert fired[:30] == [float(t) for t in range(30)]
+    assert fired[30:] == [59.0 + 30 * k for k in range(9)]  # 30 s after the last one
+
+
+def test_a_new_file_fires_at_once_even_when_the_backlog_is_stalled():
+    policy = FiringPolicy(repeat_s=30, claim_window_s=10)
+    _polls(policy, [(float(t), {"a", "b"}) for t in range(100)])
+    assert policy.should_fire({"a", "b", "new"}, 100.5)
