@@ -141,11 +141,15 @@ def airflow_environment(
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        # Two cores: a few task processes at a time is what this machine can run. A task of
-        # ours uses the CPU for well under a second and waits on Airflow the rest of the time;
-        # six slots kept a backlog moving where four left them idle between tasks (docs/
-        # ingestion.md, "Backlog"), and Airflow runs at nice 10 behind the API.
-        "AIRFLOW__CORE__PARALLELISM": "6",
+        # Task slots. A task of ours uses the CPU for well under a second; a slot is held
+        # about twice as long again by Airflow's own start and finish (fork, DAG parse,
+        # execution-API calls). On two cores, ten slots drained 500 files in 688 s with the
+        # cores 82% busy, where six left them 38% idle and took 940 s (docs/ingestion.md,
+        # "Backlog"); Airflow runs at nice 10, so the API keeps its latency meanwhile.
+        "AIRFLOW__CORE__PARALLELISM": "10",
+        # Two api-server processes: the tasks' execution-API calls (about 36 per ingested
+        # file) no longer queue behind one process during a backlog (Airflow's default is 1).
+        "AIRFLOW__API__WORKERS": "2",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url or settings.airflow_database_url,
         "AIRFLOW__DATABASE__LOAD_DEFAULT_CONNECTIONS": "False",
         "AIRFLOW__API__PORT": str(api_port),

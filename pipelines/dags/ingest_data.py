@@ -30,9 +30,9 @@ GOOD_DATA = assets.good_data(SETTINGS)
     catchup=False,
     # Claims are atomic, so runs may overlap safely. Most of a run's wall time is Airflow
     # scheduling its next task (no CPU used), so a backlog drains faster with a few runs in
-    # flight; the CPU stays bounded by the task slots (AIRFLOW__CORE__PARALLELISM=6, shared with
+    # flight; the CPU stays bounded by the task slots (AIRFLOW__CORE__PARALLELISM=10, shared with
     # predict_new_data) and Airflow runs reniced (pipelines/launch.py), behind the API.
-    max_active_runs=6,
+    max_active_runs=8,
     # A task failing after its retries tells Teams (pipelines/runtime.py); its file stays
     # claimed until the run has ended, then goes back to raw-data or, at the last of
     # INGEST_MAX_ATTEMPTS, to bad_data (pipelines/ingestion/lifecycle.py).

@@ -85,8 +85,8 @@ EXPECTED = {
         "assets": ["raw-data"],
         "outlets": {"split_and_save_data": ["good-data"]},
         # Claims are atomic (pipelines/ingestion/claim.py): two runs never take the same file;
-        # the task slots (parallelism 6) bound the CPU, a few runs keep them busy in a backlog.
-        "max_active_runs": 6,
+        # the task slots (parallelism 10) bound the CPU, a few runs keep them busy in a backlog.
+        "max_active_runs": 8,
         "tags": {"ingestion", "data-quality"},
         "graph": {
             "read_data": ["split_and_save_data", "validate_data"],
