@@ -9,7 +9,7 @@
 
 `--json` prints the result as one JSON line (what the Airflow tasks read). Exit status 0 on
 success, 1 when a decision is refused (already decided, the schema changed where it edits), 2
-for bad arguments. The database is the configured one (DATABASE_URL, MLSYS_DB_ROLE).
+for bad arguments, 3 when the database cannot be reached (no credentials, server down). The database is the configured one (DATABASE_URL, MLSYS_DB_ROLE).
 """
 
 from __future__ import annotations
@@ -22,13 +22,28 @@ import sys
 from pipelines.proposals.proposals import Proposal
 
 
+class DatabaseUnreachable(RuntimeError):
+    """The configured database cannot be reached (no credentials, server down, refused)."""
+
+
 def _connect():
+    """A connection to the configured database; DatabaseUnreachable with a one-line reason."""
     import psycopg2
 
     from mlsys.config import get_settings
+    from mlsys.credentials import SecretError
     from mlsys.db import psycopg2_dsn
+    from mlsys.redact import redact
 
-    return psycopg2.connect(psycopg2_dsn(get_settings().database_url))
+    try:
+        return psycopg2.connect(psycopg2_dsn(get_settings().database_url), connect_timeout=10)
+    except SecretError as exc:
+        raise DatabaseUnreachable(str(exc)) from None
+    except psycopg2.OperationalError as exc:
+        first = (str(exc).strip().splitlines() or ["no reason given"])[0]
+        raise DatabaseUnreachable(
+            f"cannot reach the database ({redact(first)}); is the system up? `make status` says"
+        ) from None
 
 
 def describe(p: Proposal, *, with_diff: bool = True) -> str:
@@ -77,7 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.proposals.candidates import ProposalSettings
 
     settings = get_settings()
-    conn = _connect()
+    try:
+        conn = _connect()
+    except DatabaseUnreachable as exc:
+        print(json.dumps({"error": str(exc)}) if args.json else f"error: {exc}",
+              file=sys.stdout if args.json else sys.stderr)  # fmt: skip
+        return 3
     try:
         if args.command == "propose":
             ps = get_pipeline_settings()

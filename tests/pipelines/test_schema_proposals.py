@@ -368,3 +368,27 @@ def test_the_propose_task_stores_the_proposal_and_tells_teams_once(
     urls = [a["url"] for a in content["actions"]]
     assert any(u.endswith(f"/runs/proposal-{made.id}/tasks/decide/required_actions") for u in urls)
     assert tasks.propose(ps) == [] and len(teams.received) == 1  # nothing new, nothing told
+
+
+@pytest.mark.parametrize("database", ["no credentials", "server down"])
+def test_the_curators_commands_say_in_one_line_when_the_database_cannot_be_reached(
+    database, tmp_path
+):
+    """`make schema-*` before `make up` (no secrets yet) or with the server down: exit 3 and
+    one line saying why, not a traceback; a password in the URL is never printed."""
+    import sys
+
+    from ops import pg
+
+    env = os.environ | {"VAR_DIR": str(tmp_path / "var"), "DATABASE_URL": ""}
+    if database == "server down":
+        env["DATABASE_URL"] = f"postgresql://owner:hunter2pw@127.0.0.1:{pg.free_port()}/mlsys"
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.proposals", "list"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and "hunter2pw" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    expected = "PG_OWNER_PASSWORD is not set" if database == "no credentials" else "cannot reach"
+    assert line.startswith("error: ") and expected in line
