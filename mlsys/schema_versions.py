@@ -132,10 +132,14 @@ class SchemaSnapshot:
             raise SchemaError(f"{self.path} is not a valid TFDV schema: {exc}") from exc
 
     def feature_spec(self, target: str | None = None) -> FeatureSpec:
-        """The serving features (`mlsys.features.parse_schema`), cached per target."""
+        """The serving features (`mlsys.features.parse_schema`), cached per target; SchemaError
+        (naming this file) when the text is not a schema we can serve."""
         cache = self.__dict__.setdefault("_specs", {})
         if target not in cache:
-            cache[target] = parse_schema(self.text, target=target)
+            try:
+                cache[target] = parse_schema(self.text, target=target)
+            except SchemaError as exc:  # name the file: the message alone says "schema"
+                raise SchemaError(f"{self.path}: {exc}") from exc
         return cache[target]
 
 

@@ -17,6 +17,7 @@ sends nothing for TFDV_WORKER_IDLE_TIMEOUT_S is closed. Settings: `WorkerSetting
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import logging
@@ -31,9 +32,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from mlsys.features import SchemaError
+
 log = logging.getLogger("tfdv_worker")
 
 MAX_REQUEST_BYTES = 1 << 20  # a path and a config: a few hundred bytes
+SCHEMA_INVALID = "schema_invalid"  # the 422 answer when the curated schema cannot be used
 
 
 class WorkerUnavailable(RuntimeError):
@@ -67,7 +71,9 @@ def validate_via_worker(url: str, path: str, config: dict[str, Any], timeout_s: 
     """POST one validation; returns the result as a dict (`ValidationResult.to_dict()`).
 
     Raises WorkerUnavailable when nothing answers, the worker is busy (503), or no answer came
-    within `timeout_s` seconds of silence; RuntimeError when the validation itself failed.
+    within `timeout_s` seconds of silence; SchemaError (one line: which file, what is wrong)
+    when the curated schema cannot be read or parsed (422); RuntimeError when the validation
+    itself failed (500, with the worker's traceback).
     """
     request = urllib.request.Request(
         f"{url}/validate",
@@ -82,6 +88,12 @@ def validate_via_worker(url: str, path: str, config: dict[str, Any], timeout_s: 
         detail = exc.read().decode(errors="replace")[:2000]
         if exc.code == 503:
             raise WorkerUnavailable(f"busy: {detail}") from exc
+        if exc.code == 422:
+            answer: Any = None
+            with contextlib.suppress(ValueError):
+                answer = json.loads(detail)
+            if isinstance(answer, dict) and answer.get("error") == SCHEMA_INVALID:
+                raise SchemaError(str(answer.get("detail"))) from None
         raise RuntimeError(f"TFDV worker failed ({exc.code}): {detail}") from exc
     except TimeoutError as exc:
         raise WorkerUnavailable(f"no answer within {timeout_s:g} s") from exc
@@ -198,6 +210,9 @@ def make_handler(allowed_root: Path, validator: Validator, idle_timeout_s: float
                     self._answer(403, {"detail": f"{path} is outside {allowed_root}"})
                     return
                 result = validator.run(path, body["config"])
+            except SchemaError as exc:  # the curated schema, not the file: say so in one line
+                self._answer(422, {"error": SCHEMA_INVALID, "detail": str(exc)})
+                return
             except Exception:  # report it to the task, which fails and retries
                 self._answer(500, {"detail": traceback.format_exc()})
                 return

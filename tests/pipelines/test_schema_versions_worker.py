@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from mlsys.config import ROOT
+from mlsys.features import SchemaError
 from mlsys.schema_versions import read_snapshot, write_schema
 from pipelines.config import load_pipeline_settings
 from pipelines.ingestion.result import ValidationResult
@@ -82,3 +83,35 @@ def test_a_new_schema_applies_to_the_next_file_and_not_to_the_one_in_flight(
     assert (judged.rows_invalid, _age_issue(judged)) == (10, 10)
     # TFDV judged the valid rows with the same (new) text: no anomaly the rows do not explain.
     assert not [i for i in judged.issues if i.error_type.startswith("tfdv_")]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["a brace lost in an edit", "the file removed", "not UTF-8"],
+)
+def test_a_schema_that_cannot_be_used_is_named_in_one_line_and_the_worker_goes_on(
+    tfdv_worker: str, data_dir: Path, rows: pd.DataFrame, tmp_path: Path, damage: str
+):
+    """A curator's broken edit of schema.pbtxt: the task is told which file and what is wrong
+    (SchemaError, no traceback), and the worker judges the next file once it is mended."""
+    schema_path = tmp_path / "schema.pbtxt"
+    good = (ROOT / "schema" / "schema.pbtxt").read_text()
+    if damage == "a brace lost in an edit":
+        schema_path.write_text(good.replace("}", "", 1))
+    elif damage == "not UTF-8":
+        schema_path.write_bytes(good.encode() + b"\n# caf\xe9\n")
+    config = validation_config(load_pipeline_settings({"DATA_DIR": str(data_dir)}))
+    config |= {"schema_path": str(schema_path)}
+    path = data_dir / "raw-data" / f"broken-schema-{damage.split()[1]}.csv"
+    path.write_text(rows.to_csv(index=False), encoding="utf-8")
+    with pytest.raises(SchemaError) as raised:
+        validate_via_worker(tfdv_worker, str(path), config, 120)
+    message = str(raised.value)
+    assert str(schema_path) in message and "Traceback" not in message
+    assert len(message.splitlines()) == 1
+    expected = {"a brace lost in an edit": "is not a valid TFDV schema",
+                "the file removed": "cannot read schema", "not UTF-8": "is not UTF-8"}  # fmt: skip
+    assert expected[damage] in message
+    schema_path.write_text(good)
+    judged = ValidationResult.from_dict(validate_via_worker(tfdv_worker, str(path), config, 120))
+    assert judged.rows_valid == len(rows)
