@@ -2,9 +2,11 @@
 
 `make up`, `make down` and `make status` call this. Each long-running part is started in its
 own process group with its pid file and log file under VAR_DIR/run and VAR_DIR/log, so that
-`down` stops exactly what `up` started and nothing else. A pid file holds the pid, the start
-time and a hash of the command line (`PidRecord`): a pid reused by another process after a
-reboot is neither reported as running nor signalled. Starting twice is harmless.
+`down` stops exactly what `up` started and nothing else. A pid file holds the pid, the boot it
+belongs to, the start in clock ticks since that boot and a hash of the command line
+(`PidRecord`): a pid reused by another process after a reboot is neither reported as running
+nor signalled, and a step of the wall clock (NTP, a virtual machine resumed) does not make our
+own processes look like strangers. Starting twice is harmless.
 """
 
 from __future__ import annotations
@@ -152,18 +154,33 @@ def _pid_file(settings: Settings, name: str) -> Path:
 @dataclass(frozen=True)
 class PidRecord:
     """What a pid file holds: enough to tell our process from another one given the same pid
-    later (after a reboot, pids are reused): its start time and a hash of its command line."""
+    later (after a reboot, pids are reused).
+
+    The identity is (boot_id, pid, start_ticks, cmdline_sha256). `start_ticks` is field 22 of
+    /proc/PID/stat, the start in clock ticks since boot (proc(5)): unlike a start time in
+    seconds since the epoch (psutil's `create_time`, boot time + ticks), it does not move when
+    the wall clock is stepped, which would otherwise make `down` leave every process running.
+    `create_time` is kept for people reading the file, and for pid files written before
+    `start_ticks` existed, which are still compared by it.
+    """
 
     pid: int
-    create_time: float  # seconds since the epoch, as psutil reports it
+    create_time: float  # seconds since the epoch, as psutil reports it (informative)
     cmdline_sha256: str
+    start_ticks: int | None = None  # clock ticks since boot; None in older pid files
+    boot_id: str | None = None  # /proc/sys/kernel/random/boot_id; None in older pid files
 
     @classmethod
     def of(cls, pid: int) -> PidRecord:
+        """Raises psutil.NoSuchProcess when `pid` is gone."""
         import psutil
 
         proc = psutil.Process(pid)
-        return cls(pid, proc.create_time(), _fingerprint(proc.cmdline()))
+        try:
+            ticks = _start_ticks(pid)
+        except OSError:
+            raise psutil.NoSuchProcess(pid) from None
+        return cls(pid, proc.create_time(), _fingerprint(proc.cmdline()), ticks, _boot_id())
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -173,9 +190,46 @@ class PidRecord:
         """None for anything else (an older plain pid, a damaged file)."""
         try:
             data = json.loads(text)
-            return cls(int(data["pid"]), float(data["create_time"]), str(data["cmdline_sha256"]))
-        except (ValueError, TypeError, KeyError):
+            ticks = data.get("start_ticks")
+            boot = data.get("boot_id")
+            return cls(
+                int(data["pid"]),
+                float(data["create_time"]),
+                str(data["cmdline_sha256"]),
+                int(ticks) if ticks is not None else None,
+                str(boot) if boot is not None else None,
+            )
+        except (ValueError, TypeError, KeyError, AttributeError):
             return None
+
+    def names(self, proc) -> bool:
+        """Whether the live psutil.Process `proc` (same pid) is the process recorded here.
+
+        Raises psutil.NoSuchProcess / psutil.AccessDenied as psutil does.
+        """
+        if _fingerprint(proc.cmdline()) != self.cmdline_sha256:
+            return False
+        if self.start_ticks is None or self.boot_id is None:  # an older pid file
+            return abs(proc.create_time() - self.create_time) <= 0.01
+        try:
+            return self.boot_id == _boot_id() and self.start_ticks == _start_ticks(self.pid)
+        except OSError:
+            import psutil
+
+            raise psutil.NoSuchProcess(self.pid) from None
+
+
+def _start_ticks(pid: int) -> int:
+    """Field 22 of /proc/PID/stat, `starttime`: clock ticks from boot to the process's start
+    (proc(5)). The command name (field 2) may hold spaces and parentheses, so the fields are
+    counted after its last ')'. Raises OSError when the process is gone."""
+    stat = Path(f"/proc/{pid}/stat").read_bytes()
+    return int(stat[stat.rindex(b")") + 2 :].split()[19])
+
+
+def _boot_id() -> str:
+    """This boot's random id (/proc/sys/kernel/random/boot_id): a new one after each reboot."""
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
 
 
 def _fingerprint(cmdline: list[str]) -> str:
@@ -192,8 +246,9 @@ def _write_pid_file(settings: Settings, name: str, record: PidRecord) -> None:
 def our_process(settings: Settings, name: str):
     """The running process `up` started as `name` (a psutil.Process), or None.
 
-    The pid alone proves nothing: the process must also have started at the recorded time
-    and run the recorded command line, so a recycled pid is never taken for ours.
+    The pid alone proves nothing: the process must also have started at the recorded tick of
+    the recorded boot and run the recorded command line, so a recycled pid is never taken for
+    ours (`PidRecord.names`).
     """
     import psutil
 
@@ -207,11 +262,7 @@ def our_process(settings: Settings, name: str):
     try:
         proc = psutil.Process(record.pid)
         with proc.oneshot():
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return None
-            if abs(proc.create_time() - record.create_time) > 0.01:
-                return None
-            if _fingerprint(proc.cmdline()) != record.cmdline_sha256:
+            if proc.status() == psutil.STATUS_ZOMBIE or not record.names(proc):
                 return None
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None

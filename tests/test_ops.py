@@ -3,6 +3,7 @@ reported, stop ends the whole process tree."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import subprocess
 import sys
@@ -64,11 +65,17 @@ def test_a_pid_file_naming_another_live_process_is_neither_reported_nor_killed(t
     try:
         run = supervisor.run_dir(settings)
         run.mkdir(parents=True)
-        # The same pid, but recorded for a process started at another time, or another command.
+        # The same pid, but recorded for a process started at another tick, in another boot,
+        # or running another command; or an older pid file (no ticks) from another time.
         real = supervisor.PidRecord.of(stranger.pid)
+        assert real.start_ticks is not None and real.boot_id
         for record in (
-            supervisor.PidRecord(stranger.pid, real.create_time - 3600, real.cmdline_sha256),
-            supervisor.PidRecord(stranger.pid, real.create_time, "0" * 64),
+            dataclasses.replace(real, start_ticks=real.start_ticks - 100),
+            dataclasses.replace(real, boot_id="0" * 8 + real.boot_id[8:]),
+            dataclasses.replace(real, cmdline_sha256="0" * 64),
+            dataclasses.replace(
+                real, create_time=real.create_time - 3600, start_ticks=None, boot_id=None
+            ),
         ):
             (run / "dummy.pid").write_text(record.to_json())
             assert supervisor.service_pid(settings, "dummy") is None
@@ -84,6 +91,28 @@ def test_a_pid_file_naming_another_live_process_is_neither_reported_nor_killed(t
         stranger.wait()
 
 
+def test_our_process_is_still_ours_after_the_wall_clock_is_stepped(tmp_path):
+    """A clock stepped by NTP or a resumed virtual machine moves every start time in seconds
+    since the epoch; `down` must still stop what `up` started (a CI run once left the whole
+    system running after `make down`). Simulated by a record whose epoch start time is an hour
+    off: the start tick and the boot id still name the process."""
+    settings = load_settings({"VAR_DIR": str(tmp_path)})
+    service = _service(pg.free_port())
+    supervisor.start_service(settings, service)
+    pid_file = supervisor.run_dir(settings) / "dummy.pid"
+    real = supervisor.PidRecord.from_json(pid_file.read_text())
+    assert real is not None and real.start_ticks is not None
+    pid_file.write_text(dataclasses.replace(real, create_time=real.create_time + 3600).to_json())
+    proc = psutil.Process(real.pid)
+    try:
+        assert supervisor.service_pid(settings, "dummy") == real.pid
+        assert supervisor.stop_service(settings, "dummy", grace_s=10) == "dummy: stopped"
+        assert not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    finally:
+        if proc.is_running():
+            proc.kill()
+
+
 def test_status_reports_a_recycled_pid_as_stopped(tmp_path):
     settings = load_settings({"VAR_DIR": str(tmp_path)})
     stranger = subprocess.Popen(["sleep", "300"])
@@ -91,7 +120,7 @@ def test_status_reports_a_recycled_pid_as_stopped(tmp_path):
         supervisor.run_dir(settings).mkdir(parents=True)
         real = supervisor.PidRecord.of(stranger.pid)
         for service in supervisor.services():
-            record = supervisor.PidRecord(stranger.pid, real.create_time + 1, real.cmdline_sha256)
+            record = dataclasses.replace(real, start_ticks=real.start_ticks + 1)
             (supervisor.run_dir(settings) / f"{service.name}.pid").write_text(record.to_json())
         lines = supervisor.status(settings)
         assert str(stranger.pid) not in "\n".join(lines)

@@ -180,7 +180,7 @@ def test_make_up_ingests_predicts_alerts_and_make_down_cleans_up(tmp_path, teams
         )
     assert down.returncode == 0, down.stdout + down.stderr
     time.sleep(2)
-    assert _our_processes(var, list(ports.values())) == []
+    assert _our_processes(var, list(ports.values())) == [], down.stdout  # what down said
 
 
 def _check_celery(env: dict[str, str], s) -> None:

@@ -237,4 +237,4 @@ def test_killed_celery_workers_lose_no_row_and_store_none_twice(tmp_path, settin
         )
     assert down.returncode == 0, down.stdout + down.stderr
     time.sleep(2)
-    assert _our_processes(s.var_dir, list(ports.values())) == []
+    assert _our_processes(s.var_dir, list(ports.values())) == [], down.stdout  # what down said
