@@ -275,6 +275,60 @@ def service_pid(settings: Settings, name: str) -> int | None:
     return proc.pid if proc is not None else None
 
 
+# Every process `up` starts carries these in its environment, and its descendants inherit
+# them: `down` finds by them what a pid file's tree no longer holds (a child re-parented to
+# init after its parent died, a worker's orphan), and a stranger never carries them.
+TAG_RUN_DIR = "MLSYS_SUPERVISED_BY"  # the run folder of the `up` that started it
+TAG_SERVICE = "MLSYS_SUPERVISED_AS"  # the service's name
+
+
+def _tag(settings: Settings, name: str) -> dict[str, str]:
+    return {TAG_RUN_DIR: str(run_dir(settings).resolve()), TAG_SERVICE: name}
+
+
+def tagged_processes(settings: Settings, name: str | None = None) -> list:
+    """Live processes (psutil.Process) whose environment says `up` with these settings started
+    them (or their ancestor) as `name`, or as any service when `name` is None.
+
+    The calling process and its ancestors are never listed. A process that rewrote its own
+    environment area (setproctitle with a long title) cannot be found this way; `down` reaches
+    those through the pid file's process tree.
+    """
+    import psutil
+
+    run = str(run_dir(settings).resolve())
+    spared = {os.getpid(), *(p.pid for p in psutil.Process().parents())}
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid in spared:
+            continue
+        try:
+            env = proc.environ()
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        if env.get(TAG_RUN_DIR) == run and (name is None or env.get(TAG_SERVICE) == name):
+            found.append(proc)
+    return found
+
+
+def _terminate(procs: list, grace_s: float) -> int:
+    """SIGTERM to each of `procs` (psutil.Process), SIGKILL to those alive after `grace_s`
+    seconds; the number that had to be killed."""
+    import psutil
+
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+    return len(alive)
+
+
 def _db_role_env(service: Service) -> dict[str, str]:
     return {"MLSYS_DB_ROLE": service.db_role} if service.db_role else {}
 
@@ -308,7 +362,10 @@ def start_service(settings: Settings, service: Service) -> str:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=os.environ | _db_role_env(service) | service.env(settings),
+            env=os.environ
+            | _db_role_env(service)
+            | service.env(settings)
+            | _tag(settings, service.name),
             start_new_session=True,  # its own process group, stopped as a whole
         )
     _record(settings, service.name, proc, log)
@@ -338,36 +395,36 @@ def _ready(service: Service, port: int | None, log: Path, log_start: int) -> boo
 
 
 def stop_service(settings: Settings, name: str, *, grace_s: float = 30.0) -> str | None:
-    """Stop our `name` and its whole process tree; None when there was no pid file."""
+    """Stop our `name`: its whole process tree, and every process that carries its tag
+    (`tagged_processes`) though no longer in that tree. None when there was neither a pid file
+    nor a tagged process."""
+    import psutil
+
     path = _pid_file(settings, name)
     had_file = path.exists()
     ours = our_process(settings, name)
     path.unlink(missing_ok=True)
-    if ours is None:
-        return f"{name}: not running (stale pid file removed, nothing killed)" if had_file else None
-    pid = ours.pid
-    import psutil
-
-    # Children may start sessions of their own (Airflow does): collect the whole tree first.
-    try:
-        tree = [ours, *ours.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return f"{name}: was not running"
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGTERM)
-    for proc in tree:
+    procs: dict[int, psutil.Process] = {}
+    if ours is not None:
+        # Children may start sessions of their own (Airflow does): collect the whole tree first.
         with contextlib.suppress(psutil.NoSuchProcess):
-            proc.terminate()
-    _, alive = psutil.wait_procs(tree, timeout=grace_s)
-    for proc in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=5)
-    return (
-        f"{name}: stopped"
-        if not alive
-        else f"{name}: {len(alive)} processes killed after {grace_s:.0f} s"
-    )
+            procs.update({p.pid: p for p in (ours, *ours.children(recursive=True))})
+    strays = [p for p in tagged_processes(settings, name) if p.pid not in procs]
+    procs.update({p.pid: p for p in strays})
+    if not procs:
+        if had_file:
+            return f"{name}: not running (stale pid file removed, nothing killed)"
+        return None
+    if ours is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(ours.pid, signal.SIGTERM)
+    killed = _terminate(list(procs.values()), grace_s)
+    said = "stopped" if ours is not None else "not running"
+    if strays:
+        said += f"; {len(strays)} processes of it outside its tree stopped too"
+    if killed:
+        said += f"; {killed} processes killed after {grace_s:.0f} s"
+    return f"{name}: {said}"
 
 
 def raw_data_up(settings: Settings) -> str:
@@ -404,6 +461,14 @@ def up(settings: Settings) -> list[str]:
 
 def down(settings: Settings) -> list[str]:
     lines = [line for s in reversed(services()) if (line := stop_service(settings, s.name))]
+    # A service no longer declared (a worker count lowered, a component removed) may have left
+    # processes: everything still tagged with this run folder goes too.
+    if left := tagged_processes(settings):
+        killed = _terminate(left, 10.0)
+        lines.append(
+            f"{len(left)} other processes started by `make up` stopped"
+            + (f" ({killed} killed)" if killed else "")
+        )
     if settings.embedded_postgres:
         stopped = pg.stop(embedded_server(settings))
         lines.append(

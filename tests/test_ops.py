@@ -3,6 +3,7 @@ reported, stop ends the whole process tree."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import socket
 import subprocess
@@ -111,6 +112,47 @@ def test_our_process_is_still_ours_after_the_wall_clock_is_stepped(tmp_path):
     finally:
         if proc.is_running():
             proc.kill()
+
+
+def test_stop_reaches_a_descendant_that_left_the_tree(tmp_path):
+    """A grandchild whose parent died is re-parented to init and leaves the pid file's tree
+    (a CI run once found a Celery worker process alive after `make down`): the environment
+    tag still names it, and `stop` ends it. A stranger started alike but by someone else is
+    left alone."""
+    settings = load_settings({"VAR_DIR": str(tmp_path)})
+    port = pg.free_port()
+    orphan_file = tmp_path / "orphan.pid"
+    # The service starts an intermediate process that starts a sleeper and exits at once.
+    script = tmp_path / "service.py"
+    script.write_text(
+        "import http.server, subprocess, sys\n"
+        "subprocess.run([sys.executable, '-c', 'import subprocess, sys; "
+        'print(subprocess.Popen(["sleep", "600"]).pid)\'], '
+        f"stdout=open({str(orphan_file)!r}, 'w'), check=True)\n"
+        f"http.server.HTTPServer(('127.0.0.1', {port}), http.server.BaseHTTPRequestHandler)"
+        ".serve_forever()\n"
+    )
+    service = dataclasses.replace(_service(port), command=lambda s: [sys.executable, str(script)])
+    stranger = subprocess.Popen(["sleep", "600"])
+    supervisor.start_service(settings, service)
+    orphan = psutil.Process(int(orphan_file.read_text()))
+    try:
+        main = psutil.Process(supervisor.service_pid(settings, "dummy"))
+        assert orphan.pid not in {p.pid for p in main.children(recursive=True)}
+        assert [p.pid for p in supervisor.tagged_processes(settings, "dummy")] == [
+            main.pid,
+            orphan.pid,
+        ]
+        line = supervisor.stop_service(settings, "dummy", grace_s=10)
+        assert line == "dummy: stopped; 1 processes of it outside its tree stopped too"
+        assert not orphan.is_running() or orphan.status() == psutil.STATUS_ZOMBIE
+        assert stranger.poll() is None  # the same command, not ours: alive
+        assert supervisor.tagged_processes(settings) == []
+    finally:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            orphan.kill()
+        stranger.kill()
+        stranger.wait()
 
 
 def test_status_reports_a_recycled_pid_as_stopped(tmp_path):
