@@ -146,6 +146,9 @@ class Settings:
     database_admin_url: str | None = field(default=None, repr=False)
     # VENV_DIR: the folder of the Python environments (ENVIRONMENTS).
     venv_dir: Path = ROOT / ".venvs"
+    # DEMO_RAW_DATA (1 or 0): whether `make up` fills an empty raw-data of a data folder that
+    # never held data with demo files (ops.supervisor.raw_data_up).
+    demo_raw_data: bool = True
 
     # --- Python environments ------------------------------------------------------------
     def venv_bin(self, environment: str) -> Path:
@@ -325,6 +328,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         env=env,
         database_admin_url=_database_url(env, "DATABASE_ADMIN_URL"),
         venv_dir=_path(env, "VENV_DIR", ROOT / ".venvs"),
+        demo_raw_data=bool(env_int(env, "DEMO_RAW_DATA", 1, low=0, high=1)),
     )
 
 

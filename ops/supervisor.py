@@ -427,14 +427,37 @@ def stop_service(settings: Settings, name: str, *, grace_s: float = 30.0) -> str
     return f"{name}: {said}"
 
 
+# The folders that show a data folder has held data before (the ingestion's outputs, and the
+# manifests `make raw-data` writes beside the files it generates).
+_DATA_HISTORY = ("manifests", "good_data", "bad_data", "archive", "processing")
+
+
+def _held_data(settings: Settings) -> bool:
+    """Whether DATA_DIR ever held data: a visible entry in one of _DATA_HISTORY."""
+    for name in _DATA_HISTORY:
+        folder = settings.data_dir / name
+        if folder.is_dir() and any(not p.name.startswith(".") for p in folder.iterdir()):
+            return True
+    return False
+
+
 def raw_data_up(settings: Settings) -> str:
-    """Generate raw files (with injected errors) when raw-data is empty, so data flows."""
+    """Fill an empty raw-data with demo files (20 of 50 rows, half with injected errors, seed
+    42) so that data flows on a first `make up`; only into a data folder that never held data
+    (`_held_data`), and never with DEMO_RAW_DATA=0, so a folder of real data is never mixed
+    with demo rows. Raises SystemExit when the generation fails."""
     raw = settings.raw_data_dir
     waiting = sorted(raw.glob("*.csv")) if raw.exists() else []
     if waiting:
         return f"raw-data: {len(waiting)} files waiting in {raw}"
-    # The first set is reproducible; once a set was generated (and ingested), a new one.
-    seed = 42 if not any((settings.data_dir / "manifests").glob("*.json")) else int(time.time())
+    if not settings.demo_raw_data:
+        return f"raw-data: empty, waiting for files in {raw} (DEMO_RAW_DATA=0: no demo files)"
+    if _held_data(settings):
+        return (
+            f"raw-data: empty, waiting for files in {raw} (demo files go only into a data "
+            "folder that never held data; `make raw-data` writes a set on demand)"
+        )
+    seed = 42
     result = subprocess.run(
         [sys.executable, "-m", "error_injection", "generate", "--seed", str(seed), "--no-progress"],
         cwd=ROOT, capture_output=True, text=True, check=False,
@@ -442,7 +465,10 @@ def raw_data_up(settings: Settings) -> str:
     if result.returncode != 0:
         raise SystemExit(f"raw-data generation failed:\n{result.stderr[-2000:]}")
     count = len(list(raw.glob("*.csv")))
-    return f"raw-data: generated {count} files in {raw} (seed {seed}, half with injected errors)"
+    return (
+        f"raw-data: generated {count} demo files in {raw} (seed {seed}, half with injected "
+        "errors; DEMO_RAW_DATA=0 turns this off)"
+    )
 
 
 def up(settings: Settings) -> list[str]:

@@ -90,6 +90,8 @@ def test_relative_paths_are_taken_from_the_root(tmp_path: Path):
         ({"PGPORT_EMBEDDED": "70000"}, "PGPORT_EMBEDDED=70000 is outside"),
         ({"DATABASE_URL": "mysql://x@y/z"}, "DATABASE_URL must be a postgresql:// URL"),
         ({"TARGET_COLUMN": "  "}, "TARGET_COLUMN must not be empty"),
+        ({"DEMO_RAW_DATA": "yes"}, "DEMO_RAW_DATA='yes' is not an integer"),
+        ({"DEMO_RAW_DATA": "2"}, r"DEMO_RAW_DATA=2 is outside \[0, 1\]"),
     ],
 )
 def test_bad_values_name_the_variable(env, message):

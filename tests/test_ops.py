@@ -175,6 +175,36 @@ def test_status_reports_a_recycled_pid_as_stopped(tmp_path):
         stranger.wait()
 
 
+def test_demo_files_go_only_into_a_data_folder_that_never_held_data(tmp_path, monkeypatch):
+    """`make up` on an empty raw-data: demo files on a first start, never into a folder that
+    held data (a new user's emptied raw-data got 20 files of demo rows mixed into theirs), and
+    never with DEMO_RAW_DATA=0."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("DATA_DIR", str(data))  # the generator reads it from the environment
+    off = load_settings({"DATA_DIR": str(data), "DEMO_RAW_DATA": "0"})
+    assert supervisor.raw_data_up(off).endswith("(DEMO_RAW_DATA=0: no demo files)")
+    assert not (data / "raw-data").exists() or not any((data / "raw-data").iterdir())
+
+    (data / "good_data").mkdir(parents=True)
+    (data / "good_data" / "theirs.csv").write_text("a\n1\n")
+    held = load_settings({"DATA_DIR": str(data)})
+    assert "demo files go only into a data folder that never held data" in (
+        supervisor.raw_data_up(held)
+    )
+    assert not (data / "raw-data").exists() or not any((data / "raw-data").iterdir())
+
+    (data / "good_data" / "theirs.csv").unlink()
+    (data / "good_data" / ".hidden").write_text("")  # hidden files are not data
+    line = supervisor.raw_data_up(held)
+    assert line.startswith(f"raw-data: generated 20 demo files in {data / 'raw-data'}"), line
+    assert len(list((data / "raw-data").glob("*.csv"))) == 20
+    # Once generated (the manifests stay), an emptied raw-data is left empty.
+    for f in (data / "raw-data").glob("*.csv"):
+        f.unlink()
+    assert "never held data" in supervisor.raw_data_up(held)
+    assert list((data / "raw-data").glob("*.csv")) == []
+
+
 def test_setup_refuses_environments_made_by_another_checkout(tmp_path):
     """A VENV_DIR shared by two checkouts would run the other checkout's code and secrets."""
     import subprocess
