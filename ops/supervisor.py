@@ -530,6 +530,23 @@ def status(settings: Settings) -> list[str]:
     return lines
 
 
+def not_running(settings: Settings) -> list[str]:
+    """What `up` would start but does not run now: the embedded database (when ours) and each
+    enabled service, by name."""
+    down = []
+    if settings.embedded_postgres and not pg.is_running(embedded_server(settings)):
+        down.append("embedded PostgreSQL")
+    down += [
+        s.name for s in services() if s.enabled(settings) and service_pid(settings, s.name) is None
+    ]
+    return down
+
+
+# `status` exits with this when a part is not running: LSB's "program is not running" (the
+# code `systemctl status` uses), so that scripts can test `make status`.
+STATUS_NOT_RUNNING = 3
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status", "db"])
@@ -544,6 +561,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print("\n".join(lines))
+    if args.command == "status" and (stopped := not_running(settings)):
+        print(f"not running: {', '.join(stopped)}", file=sys.stderr)
+        return STATUS_NOT_RUNNING
     return 0
 
 

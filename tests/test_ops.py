@@ -205,6 +205,23 @@ def test_demo_files_go_only_into_a_data_folder_that_never_held_data(tmp_path, mo
     assert list((data / "raw-data").glob("*.csv")) == []
 
 
+def test_status_exits_3_when_a_part_is_not_running(tmp_path):
+    """`make status` is testable by scripts: LSB's 3 ("not running") naming what is down."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "VAR_DIR": str(tmp_path / "var"),
+        "DATA_DIR": str(tmp_path / "data"),
+        "PGPORT_EMBEDDED": str(pg.free_port()),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "ops", "status"],
+        cwd=supervisor.ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == supervisor.STATUS_NOT_RUNNING, proc.stderr
+    assert "embedded PostgreSQL: stopped" in proc.stdout
+    assert proc.stderr.startswith("not running: embedded PostgreSQL, api, ui, tfdv-worker, airflow")
+
+
 def test_setup_refuses_environments_made_by_another_checkout(tmp_path):
     """A VENV_DIR shared by two checkouts would run the other checkout's code and secrets."""
     import subprocess

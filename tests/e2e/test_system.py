@@ -172,6 +172,7 @@ def test_make_up_ingests_predicts_alerts_and_make_down_cleans_up(tmp_path, teams
             ["make", "status"], cwd=ROOT, env=env, capture_output=True, text=True
         )
         assert status.stdout.count("running") == RUNNING[executor], status.stdout
+        assert status.returncode == 0, status.stderr  # everything up: exit 0
         if executor == "celery":
             _check_celery(env, s)
     finally:
